@@ -1,0 +1,1 @@
+"""Per-site ETL: raw recordings (BIDS iEEG, EDF, BrainVision, FIF, manifests) into the store."""

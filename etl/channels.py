@@ -1,0 +1,294 @@
+"""Channel names and types: pure functions, no I/O.
+
+The same SEEG contact is written many ways across sites and eras (``LA1``, ``LA01``,
+``EEG LA 01-Ref``, ``POL LA1``, ``LA_1``, ``L’1``). :func:`canonical_name` turns each spelling
+into one key; the raw name is kept beside it in the catalog. Types in channels.tsv are
+unreliable (scalp and EKG channels typed SEEG, every EDF channel read as ``eeg`` by MNE), so
+:func:`infer_types` decides from the name, the tsv and per-site overrides, in that order of trust
+(documented at the function).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from sozstore.etl.config import ChannelConfig
+
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "′": "'"})
+# Type prefixes written by Nihon Kohden / EDF exports ("EEG Fp1", "ECG ECG1", "DIG DTRIG").
+_PREFIX_TYPES = {
+    "EEG": None, "POL": None, "SEEG": "seeg", "ECOG": "ecog", "ECG": "ecg", "EKG": "ecg",
+    "EMG": "emg", "EOG": "eog", "DIG": "stim", "TRIG": "stim", "RESP": "misc",
+    "SAO2": "misc", "SPO2": "misc", "PHOTIC": "misc", "DC": "misc", "REF_EEG": "misc",
+}
+_CONTACT = re.compile(r"^(?P<stem>.*?\D)(?P<num>\d+)$")
+_BIPOLAR = re.compile(r"^(?P<a>[A-Za-z'][A-Za-z']*\d+)-(?P<b>[A-Za-z'][A-Za-z']*\d+)$")
+
+#: 10-20 / 10-10 scalp positions that turn up inside iEEG files (gotcha 22).
+SCALP_NAMES = frozenset(
+    "FP1 FP2 FPZ F7 F3 FZ F4 F8 T3 T4 T5 T6 T7 T8 C3 CZ C4 P7 P3 PZ P4 P8 O1 O2 OZ A1 A2 "
+    "M1 M2 F9 F10 T9 T10 P9 P10 FT9 FT10 AF3 AF4 FC1 FC2 FC5 FC6 CP1 CP2 CP5 CP6 PO3 PO4 "
+    "TP9 TP10 FPZ".split()
+)
+_NAME_TYPES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p, re.IGNORECASE), t)
+    for p, t in (
+        (r"^(EKG|ECG)", "ecg"),
+        (r"^(EOG|ORB)", "eog"),
+        (r"^(EMG|CHIN)", "emg"),
+        (r"^(STATUS|TRIG|DTRIG|MKR|STI\d*$|DIG)", "stim"),
+        (r"^(EVENT|DC\d|\$|REF\d*$|E$|PHOTIC|PULSE|SPO2|SAO2|OSAT|RESP|PR$|X\d+$|PATIENT)", "misc"),
+    )
+)
+_TSV_TYPES = {
+    "SEEG": "seeg", "ECOG": "ecog", "EEG": "eeg", "ECG": "ecg", "EKG": "ecg", "EOG": "eog",
+    "EMG": "emg", "TRIG": "stim", "STIM": "stim", "MISC": "misc", "OTHER": "misc",
+    "DBS": "seeg", "REF": "misc", "RESP": "misc", "PUPIL": "misc", "AUDIO": "misc",
+    "SYSCLOCK": "misc", "ADC": "misc", "DAC": "misc", "HEOG": "eog", "VEOG": "eog",
+}
+_NEURAL = ("seeg", "ecog", "eeg")
+
+
+@dataclass(frozen=True)
+class ChannelKey:
+    """The canonical identity of one channel."""
+
+    raw: str
+    channel: str
+    electrode: str | None
+    contact: int | None
+    type_hint: str | None
+
+
+def normalise_spelling(name: str, config: ChannelConfig | None = None) -> tuple[str, str | None]:
+    """Strip prefixes, suffixes, spaces and padding; keep case.
+
+    Returns the normalised name and a type hint taken from a typed prefix (``ECG ECG1``).
+    """
+    cfg = config or ChannelConfig()
+    text = cfg.rename.get(name.strip(), name.strip()).translate(_APOSTROPHES)
+    hint: str | None = None
+    changed = True
+    while changed:  # "EEG POL LA1" style double prefixes exist in NK exports
+        changed = False
+        for prefix in cfg.strip_prefixes:
+            if text.upper().startswith(prefix.upper()) and len(text) > len(prefix):
+                text = text[len(prefix):].strip()
+                changed = True
+        first, _, rest = text.partition(" ")
+        if rest and first.upper() in _PREFIX_TYPES:
+            hint = _PREFIX_TYPES[first.upper()] or hint
+            text = rest.strip()
+            changed = True
+    for suffix in cfg.strip_suffixes:
+        if text.endswith(suffix) and len(text) > len(suffix):
+            text = text[: -len(suffix)]
+            break
+    text = text.replace(" ", "").replace("_", "")
+    match = _BIPOLAR.match(text)
+    if match:  # labels on bipolar pairs keep both contacts (gotcha 12)
+        return f"{_unpad(match['a'])}-{_unpad(match['b'])}", hint
+    return _unpad(text), hint
+
+
+def _unpad(text: str) -> str:
+    match = _CONTACT.match(text)
+    if match and not match["stem"].endswith("-"):
+        return f"{match['stem']}{int(match['num'])}"
+    return text
+
+
+def canonical_name(name: str, config: ChannelConfig | None = None) -> str:
+    """The canonical key of one channel name.
+
+    Examples
+    --------
+    >>> canonical_name("EEG LG 01-Ref")
+    'LG1'
+    >>> canonical_name("L’01")
+    "L'1"
+    """
+    cfg = config or ChannelConfig()
+    text, _ = normalise_spelling(name, cfg)
+    return text if cfg.case_sensitive else text.upper()
+
+
+def split_contact(channel: str) -> tuple[str | None, int | None]:
+    """Electrode (shaft) stem and contact index of a canonical name (``"L'12"`` -> ``("L'", 12)``)."""
+    if "-" in channel:
+        channel = channel.split("-", 1)[0]
+    match = _CONTACT.match(channel)
+    if not match:
+        return None, None
+    return match["stem"], int(match["num"])
+
+
+def canonical_keys(names: Sequence[str], config: ChannelConfig | None = None) -> list[ChannelKey]:
+    """Canonical keys of all channels of one recording.
+
+    Upper-casing is skipped for this recording if it would merge two different contacts
+    (RESPect uses mixed-case stems, gotcha 20). Duplicate keys stay duplicates here; the caller
+    reports them.
+    """
+    cfg = config or ChannelConfig()
+    spelled = [normalise_spelling(n, cfg) for n in names]
+    case_sensitive = cfg.case_sensitive
+    if not case_sensitive:
+        exact = Counter(s for s, _ in spelled)
+        upper = Counter(s.upper() for s, _ in spelled)
+        if any(upper[k] > sum(v for s, v in exact.items() if s.upper() == k) for k in upper) or \
+                len(upper) < len(exact):
+            case_sensitive = True
+    keys = []
+    for raw, (text, hint) in zip(names, spelled):
+        channel = text if case_sensitive else text.upper()
+        electrode, contact = split_contact(channel)
+        keys.append(ChannelKey(raw=raw, channel=channel, electrode=electrode, contact=contact,
+                               type_hint=hint))
+    return keys
+
+
+def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] | None = None,
+                file_types: Sequence[str | None] | None = None,
+                config: ChannelConfig | None = None) -> list[str]:
+    """Channel types of one recording.
+
+    Order of trust, first decisive source wins:
+
+    1. the site's override table (raw or canonical name);
+    2. the site's extra name patterns;
+    3. a non-neural type in channels.tsv (ECG, EOG, EMG, TRIG, MISC) or from a typed prefix;
+    4. the name: EKG/ECG, EOG, EMG, trigger, DC/EVENT/$ inputs; a 10-20 scalp name is ``eeg``
+       unless its stem is also a depth shaft in this recording (``F1..F12`` makes ``F3`` SEEG);
+    5. a neural type in channels.tsv (SEEG, ECOG, EEG) or from the reader (FIF knows);
+    6. the site's default type.
+    """
+    cfg = config or ChannelConfig()
+    n = len(keys)
+    tsv = list(tsv_types) if tsv_types is not None else [None] * n
+    filed = list(file_types) if file_types is not None else [None] * n
+    site_patterns = [(re.compile(p, re.IGNORECASE), t) for p, t in cfg.type_patterns]
+    contacts_per_stem: dict[str, set[int]] = {}
+    for key in keys:
+        if key.electrode is not None and key.contact is not None:
+            contacts_per_stem.setdefault(key.electrode.upper(), set()).add(key.contact)
+
+    out = []
+    for key, tsv_type, file_type in zip(keys, tsv, filed):
+        tsv_norm = _TSV_TYPES.get((tsv_type or "").strip().upper())
+        out.append(
+            cfg.types.get(key.raw) or cfg.types.get(key.channel)
+            or next((t for p, t in site_patterns if p.search(key.channel)), None)
+            or (tsv_norm if tsv_norm and tsv_norm not in _NEURAL else None)
+            or (key.type_hint if key.type_hint and key.type_hint not in _NEURAL else None)
+            or _type_from_name(key, contacts_per_stem)
+            or (tsv_norm if tsv_norm else None)
+            or (key.type_hint if key.type_hint else None)
+            or (file_type if file_type in ("seeg", "ecog") else None)
+            or cfg.default_type
+        )
+    return out
+
+
+def _type_from_name(key: ChannelKey, contacts_per_stem: dict[str, set[int]]) -> str | None:
+    for pattern, typ in _NAME_TYPES:
+        if pattern.search(key.channel):
+            return typ
+    upper = key.channel.upper()
+    if upper in SCALP_NAMES:
+        stem = (key.electrode or "").upper()
+        numbers = contacts_per_stem.get(stem, set())
+        scalp_numbers = {int(n[len(stem):]) for n in SCALP_NAMES
+                         if n.startswith(stem) and n[len(stem):].isdigit()}
+        if not stem or numbers <= scalp_numbers:
+            return "eeg"
+    return None
+
+
+_RANGE_SPLIT = re.compile(r"[;:\n]+")
+_ITEM = re.compile(
+    r"^(?P<stem>[^\d\s,-][^\d,]*?)?\s*(?P<a>\d+)?\s*(?:-\s*(?P<stem2>[^\d\s,-][^\d,]*?)?\s*(?P<b>\d+))?$"
+)
+
+
+class ContactListError(ValueError):
+    """A contact list in range notation could not be parsed."""
+
+
+def expand_contacts(text: str | None) -> list[str]:
+    """Expand clinical range notation into contact names (not yet canonical).
+
+    Understands ``A'1-10``, ``A'1-A'10``, ``A'1,2,5,7``, ``LA1-LA4; RH2``, items separated by
+    ``;``, ``:``, ``,`` or new lines, curly apostrophes, and a bare stem (``A'``) meaning the
+    whole electrode (returned as ``"A'*"``).
+
+    Examples
+    --------
+    >>> expand_contacts("A'1-3; B2,4")
+    ["A'1", "A'2", "A'3", 'B2', 'B4']
+    """
+    if text is None:
+        return []
+    text = str(text).translate(_APOSTROPHES).strip()
+    if not text or text.lower() in ("n/a", "nan", "none", "-"):
+        return []
+    out: list[str] = []
+    for group in _RANGE_SPLIT.split(text):
+        stem: str | None = None
+        for part in group.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            match = _ITEM.match(part)
+            if not match or not (match["stem"] or match["a"]):
+                raise ContactListError(f"cannot read contact item {part!r} in {text!r}")
+            if match["stem"]:
+                stem = match["stem"].strip().replace(" ", "")
+            if stem is None:
+                raise ContactListError(f"contact number without electrode: {part!r} in {text!r}")
+            if match["a"] is None:
+                out.append(f"{stem}*")
+                continue
+            a = int(match["a"])
+            b = int(match["b"]) if match["b"] is not None else a
+            if match["stem2"] and match["stem2"].strip() != stem:
+                raise ContactListError(f"range across electrodes: {part!r} in {text!r}")
+            if b < a or b - a > 256:
+                raise ContactListError(f"bad range {part!r} in {text!r}")
+            out.extend(f"{stem}{i}" for i in range(a, b + 1))
+    return out
+
+
+def match_contacts(listed: Iterable[str], keys: Sequence[ChannelKey],
+                   config: ChannelConfig | None = None) -> tuple[set[str], list[str]]:
+    """Canonical channels of a recording named by a contact list.
+
+    Returns the matched canonical names and the listed names that matched nothing.
+    """
+    cfg = config or ChannelConfig()
+    present = {k.channel for k in keys}
+    upper_index = {k.channel.upper(): k.channel for k in keys}
+    by_stem: dict[str, list[str]] = {}
+    for k in keys:
+        if k.electrode:
+            by_stem.setdefault(k.electrode.upper(), []).append(k.channel)
+    matched: set[str] = set()
+    missing: list[str] = []
+    for item in listed:
+        if item.endswith("*"):
+            stem = canonical_name(item[:-1] + "1", cfg)[:-1].upper()
+            hits = by_stem.get(stem, [])
+            matched.update(hits)
+            if not hits:
+                missing.append(item)
+            continue
+        name = canonical_name(item, cfg)
+        hit = name if name in present else upper_index.get(name.upper())
+        if hit is None:
+            missing.append(item)
+        else:
+            matched.add(hit)
+    return matched, missing

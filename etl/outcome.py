@@ -1,0 +1,67 @@
+"""Surgical outcome: raw values kept, normalised to Engel class, subclass, ILAE class and a
+seizure-free flag (gotcha 14). Pure functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ENGEL = re.compile(r"^\s*(?:engel\s*)?([1-4]|i{1,3}|iv)\s*[.,]?0*\s*([a-d])?\s*$", re.IGNORECASE)
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
+_FREE = {"s": True, "success": True, "seizure free": True, "seizure-free": True, "sf": True,
+         "f": False, "failure": False, "fail": False, "not seizure free": False, "nsf": False}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Normalised outcome of one subject."""
+
+    outcome_raw: str | None
+    seizure_free: bool | None
+    engel_class: int | None
+    engel_subclass: str | None
+    ilae_class: int | None
+
+
+def parse_engel(value: str | None) -> tuple[int | None, str | None]:
+    """``'1A'``, ``'1.0'``, ``'IIb'`` -> (class, subclass); ``-1`` (no surgery) -> (None, None)."""
+    if value is None:
+        return None, None
+    match = _ENGEL.match(str(value))
+    if not match:
+        return None, None
+    num = match[1].lower()
+    cls = int(num) if num.isdigit() else _ROMAN[num]
+    return cls, (match[2].upper() if match[2] else None)
+
+
+def parse_ilae(value: str | None) -> int | None:
+    """``'1'``, ``'2.0'``, ``'ILAE 3'`` -> int in 1..6; anything else (``-1.0``) -> None."""
+    if value is None:
+        return None
+    match = re.search(r"(-?\d+)(?:\.0+)?", str(value))
+    if not match:
+        return None
+    n = int(match[1])
+    return n if 1 <= n <= 6 else None
+
+
+def normalise_outcome(outcome: str | None, engel: str | None = None,
+                      ilae: str | None = None) -> Outcome:
+    """Normalise one subject's outcome fields.
+
+    ``seizure_free`` comes from the outcome field (S/F; ``NR`` = not resected -> None);
+    failing that, from Engel class 1 or ILAE class 1-2.
+    """
+    parts = [f"{k}={v}" for k, v in (("outcome", outcome), ("engel", engel), ("ilae", ilae))
+             if v is not None]
+    engel_class, engel_sub = parse_engel(engel)
+    ilae_class = parse_ilae(ilae)
+    free = _FREE.get(outcome.strip().lower()) if outcome else None
+    if free is None and (outcome is None or outcome.strip().upper() != "NR"):
+        if engel_class is not None:
+            free = engel_class == 1
+        elif ilae_class is not None:
+            free = ilae_class <= 2
+    return Outcome(outcome_raw="; ".join(parts) or None, seizure_free=free,
+                   engel_class=engel_class, engel_subclass=engel_sub, ilae_class=ilae_class)

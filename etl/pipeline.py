@@ -1,0 +1,604 @@
+"""The ETL job: one site config in, signals and catalog fragments out.
+
+One recording is the unit of work (:func:`ingest_recording`, a pure function of a picklable
+:class:`~sozstore.etl.discover.RecordingSpec`); :func:`run_site` maps it over a site with any
+``concurrent.futures.Executor`` (a local process pool by default; a Dask or Ray executor can
+take its place), then writes the site-level tables (subjects, contacts, sites).
+
+Promises
+--------
+* Memory is bounded by the block size: samples stream from the source through the notch and
+  resampler into Zarr chunks.
+* Atomic and idempotent: every file is written under a temporary name and renamed; a
+  recording's ``recordings`` row is written last, as its commit marker; a recording whose
+  inputs fingerprint (source size and mtime, sidecars, label rows, parameters) is unchanged is
+  skipped, and site tables are rewritten only when their content changes.
+* Bad input gives one line per file in the report and the job goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+import sozstore
+from sozstore._logging import logger
+from sozstore.etl.channels import (ChannelKey, canonical_keys, canonical_name, infer_types,
+                                   split_contact)
+from sozstore.etl.config import SiteConfig
+from sozstore.etl.discover import RecordingSpec, discover
+from sozstore.etl.dsp import ResamplePlan
+from sozstore.etl.events import classify_events
+from sozstore.etl.labels import cached_rows, derive_labels, external_row
+from sozstore.etl.outcome import normalise_outcome
+from sozstore.etl.readers import RecordingError, SourceRecording, open_recording
+from sozstore.etl.tables import TableError, read_rows
+from sozstore.store.atomic import clean_temporaries
+from sozstore.store.catalog import read_table, to_table, write_fragment
+from sozstore.store.layout import StoreLayout
+from sozstore.store.signals import SignalWriter
+
+#: Bumped when the ETL changes what it writes for the same inputs (forces re-ingest).
+ETL_VERSION = "1"
+#: Source samples held in memory per block (float64), before margins.
+BLOCK_BYTES = 32 * 2**20
+LABEL_RULE = ("union: a contact is SOZ (resected) for the subject if any of its recordings "
+              "labels it so; `conflict` marks contacts whose labelled recordings disagree")
+
+
+@dataclass
+class RecordingResult:
+    """What happened to one recording."""
+
+    recording_id: str
+    source_path: str
+    status: str  # "ingested", "up to date", "failed"
+    messages: list[str] = field(default_factory=list)
+    n_channels: int = 0
+    duration_s: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass
+class RunReport:
+    """The report of one ``sozstore etl`` run."""
+
+    site: str
+    store: str
+    results: list[RecordingResult]
+    site_errors: list[str] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not r.ok for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0: success; 1: partial success (some recordings failed); 2: nothing succeeded."""
+        if not self.results or (self.n_failed == len(self.results)):
+            return 2
+        return 1 if self.n_failed or self.site_errors else 0
+
+    def lines(self) -> list[str]:
+        """One line per problem: the file and the reason."""
+        out = list(self.site_errors)
+        for r in self.results:
+            for m in r.messages:
+                out.append(f"{'FAILED' if not r.ok else 'warning'} {r.source_path}: {m}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"site": self.site, "store": self.store, "exit_code": self.exit_code,
+                "site_errors": self.site_errors,
+                "recordings": [r.__dict__ for r in self.results]}
+
+
+# --------------------------------------------------------------------------- fingerprints
+def _file_identity(path: Path) -> list[Any]:
+    stat = path.stat()
+    return [path.name, stat.st_size, stat.st_mtime_ns]
+
+
+def _companions(path: Path) -> list[Path]:
+    """Files a recording's samples live in (BrainVision keeps them beside the header)."""
+    if path.suffix.lower() != ".vhdr":
+        return [path]
+    out = [path]
+    text = path.read_text(encoding="latin-1", errors="replace")
+    for key in ("DataFile", "MarkerFile"):
+        match = re.search(rf"^{key}=(.+)$", text, re.MULTILINE)
+        if match and (path.parent / match[1].strip()).exists():
+            out.append(path.parent / match[1].strip())
+    return out
+
+
+def inputs_fingerprint(spec: RecordingSpec, config: SiteConfig) -> str:
+    """A hash of everything that determines what the ETL writes for ``spec``."""
+    parts: dict[str, Any] = {
+        "etl": ETL_VERSION,
+        "params": config.fingerprint_params(),
+        "channels_cfg": repr(config.channels),
+        "labels_cfg": repr(config.labels),
+        "events_cfg": repr(config.events),
+        "manifest_row": spec.manifest_row,
+        "signal": [_file_identity(p) for p in _companions(spec.path)] if spec.path.exists()
+        else None,
+    }
+    for name in ("channels_tsv", "events_tsv", "electrodes_tsv"):
+        path = getattr(spec, name)
+        parts[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+    for i, src in enumerate(config.labels):
+        if src.kind == "external" and src.path is not None and src.path.is_file():
+            row = external_row(cached_rows(src.path, src.delimiter), src.subject_column,
+                               spec.source_subject)
+            parts[f"external{i}"] = row
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_sha256(path: Path) -> str:
+    """SHA-256 over the bytes of the recording's files, streamed."""
+    digest = hashlib.sha256()
+    for part in _companions(path):
+        with open(part, "rb") as fh:
+            for chunk in iter(lambda: fh.read(8 * 2**20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_up_to_date(layout: StoreLayout, spec: RecordingSpec, fingerprint: str) -> bool:
+    """Whether the store already holds ``spec`` ingested from the same inputs."""
+    frag = layout.fragment("recordings", spec.site, spec.subject, spec.recording_id)
+    if not frag.exists() or not layout.zarr_path(spec.site, spec.recording_id).exists():
+        return False
+    try:
+        stored = pq.read_table(frag, columns=["inputs_fingerprint"]).column(0).to_pylist()
+    except Exception:  # noqa: BLE001 - an unreadable fragment means "redo it"
+        return False
+    return stored == [fingerprint]
+
+
+# --------------------------------------------------------------------------- one recording
+def _dedupe(keys: list[ChannelKey]) -> tuple[list[ChannelKey], list[int], list[str]]:
+    """Make channel keys unique; return the keys, the indices of duplicates and messages.
+
+    MNE renames duplicate labels ``X-0``, ``X-1`` (gotcha 21); normalisation can also map two
+    spellings onto one key. Every copy is kept (suffixed ``~1``, ``~2``) and flagged bad.
+    """
+    base_of: dict[int, str] = {}
+    for i, k in enumerate(keys):
+        match = re.match(r"^(.*)-(\d+)$", k.raw)
+        if match and any(o.raw in (f"{match[1]}-0", f"{match[1]}-1") for j, o in enumerate(keys)
+                         if j != i):
+            base_of[i] = match[1]
+    fixed = list(keys)
+    for i, base in base_of.items():
+        channel = canonical_name(base)
+        electrode, contact = split_contact(channel)
+        fixed[i] = ChannelKey(raw=keys[i].raw, channel=channel, electrode=electrode,
+                              contact=contact, type_hint=keys[i].type_hint)
+    seen: dict[str, int] = {}
+    dupes: list[int] = []
+    counts: dict[str, int] = {}
+    for k in fixed:
+        counts[k.channel] = counts.get(k.channel, 0) + 1
+    out = []
+    for i, k in enumerate(fixed):
+        if counts[k.channel] > 1:
+            dupes.append(i)
+            n = seen.get(k.channel, 0)
+            seen[k.channel] = n + 1
+            k = ChannelKey(raw=k.raw, channel=f"{k.channel}~{n}", electrode=k.electrode,
+                           contact=k.contact, type_hint=k.type_hint)
+        out.append(k)
+    messages = []
+    if dupes:
+        names = sorted({fixed[i].channel for i in dupes})
+        messages.append(f"duplicate channel names {', '.join(names)}: copies kept as "
+                        "NAME~0, NAME~1 and marked bad")
+    return out, dupes, messages
+
+
+def _check_tsv_agreement(rec: SourceRecording, rows: list[dict[str, str | None]],
+                         tsv: Path) -> None:
+    names = [r.get("name") for r in rows]
+    if any(n is None for n in names):
+        raise RecordingError(tsv, "channels.tsv has rows without a name")
+    file_names = set(rec.names)
+    tsv_names = set(n for n in names if n is not None)
+    if file_names != tsv_names or len(names) != len(rec.names):
+        only_file = sorted(file_names - tsv_names)
+        only_tsv = sorted(tsv_names - file_names)
+        detail = []
+        if only_file:
+            detail.append(f"in file only: {', '.join(only_file[:5])}"
+                          + (" ..." if len(only_file) > 5 else ""))
+        if only_tsv:
+            detail.append(f"in tsv only: {', '.join(only_tsv[:5])}"
+                          + (" ..." if len(only_tsv) > 5 else ""))
+        raise RecordingError(rec.path, f"channels.tsv disagrees with the file ({len(names)} "
+                                       f"rows vs {len(rec.names)} channels; {'; '.join(detail)})")
+
+
+def _event_rows(spec: RecordingSpec, rec: SourceRecording,
+                events_rows: list[dict[str, str | None]] | None) -> list[tuple[float, float, str]]:
+    if events_rows is not None:
+        out = []
+        for r in events_rows:
+            text = r.get("trial_type") or r.get("value") or ""
+            try:
+                onset = float(r.get("onset") or "nan")
+            except ValueError:
+                continue
+            try:
+                duration = float(r.get("duration") or 0.0)
+            except ValueError:
+                duration = 0.0
+            if text and np.isfinite(onset):
+                out.append((onset, duration, text))
+        return out
+    return rec.annotations()
+
+
+def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path, *,
+                     fingerprint: str | None = None, progress: bool = True,
+                     position: int = 0) -> RecordingResult:
+    """Ingest one recording into the store (see the module docstring).
+
+    Never raises for bad input: problems come back in the result's messages, with status
+    ``failed`` when nothing was written.
+    """
+    start_time = time.perf_counter()
+    result = RecordingResult(spec.recording_id, spec.source_path, "ingested")
+    writer: SignalWriter | None = None
+    rec: SourceRecording | None = None
+    try:
+        layout = StoreLayout(store)
+        fingerprint = fingerprint or inputs_fingerprint(spec, config)
+        rec = open_recording(spec.path)
+        try:
+            channels_rows = read_rows(spec.channels_tsv) if spec.channels_tsv else None
+            events_rows = read_rows(spec.events_tsv) if spec.events_tsv else None
+        except TableError as err:
+            raise RecordingError(spec.path, str(err)) from None
+        if channels_rows is not None:
+            _check_tsv_agreement(rec, channels_rows, spec.channels_tsv)  # type: ignore[arg-type]
+        keys, dupes, messages = _dedupe(canonical_keys(rec.names, config.channels))
+        result.messages.extend(messages)
+        tsv_by_raw = {r.get("name"): r for r in channels_rows or []}
+        tsv_types = [(tsv_by_raw.get(n) or {}).get("type") for n in rec.names]
+        types = infer_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
+                            config=config.channels)
+        labels = derive_labels(spec, keys, config, channels_rows=channels_rows,
+                               events_rows=events_rows)
+        result.messages.extend(labels.warnings)
+        for i in dupes:
+            labels.bad[i] = True
+            labels.bad_reason[i] = "duplicate name"
+
+        # --- events
+        duration_src = rec.n_samples / rec.sfreq
+        events = classify_events(_event_rows(spec, rec, events_rows), config.events)
+        unknown = sorted({e.raw_text for e in events if e.kind == "unknown"})
+        if unknown:
+            shown = "; ".join(repr(u) for u in unknown[:4]) + (" ..." if len(unknown) > 4 else "")
+            result.messages.append(f"{len(unknown)} unrecognised event text(s) kept as "
+                                   f"kind 'unknown': {shown}")
+        outside = [e for e in events if not (0.0 <= e.onset_s <= duration_src + 1e-6)]
+        if outside:
+            result.messages.append(f"{len(outside)} event(s) outside the recording "
+                                   f"(0-{duration_src:.1f} s), kept with in_recording=false")
+
+        # --- signal, streamed
+        plan = ResamplePlan(rec.sfreq, config.store_sfreq, config.mains_hz)
+        n_ch = len(keys)
+        n_out = plan.n_out(rec.n_samples)
+        block_s = float(np.clip(BLOCK_BYTES / (8 * max(n_ch, 1) * rec.sfreq), 5.0, 120.0))
+        block = plan.block_length(block_s)
+        sha = source_sha256(spec.path)
+        params = {**config.fingerprint_params(), "notch_q": 30.0, "resample_up": plan.up,
+                  "resample_down": plan.down, "source_sfreq": rec.sfreq}
+        zpath = layout.zarr_path(spec.site, spec.recording_id)
+        writer = SignalWriter(zpath, n_channels=n_ch, n_samples=n_out, sfreq=config.store_sfreq,
+                              attrs={
+                                  "recording_id": spec.recording_id, "site": spec.site,
+                                  "subject": spec.subject, "channels": [k.channel for k in keys],
+                                  "sfreq": config.store_sfreq, "units": "uV",
+                                  "source_sha256": sha, "source_format": rec.format,
+                                  "sozstore_version": sozstore.__version__,
+                                  "etl_version": ETL_VERSION, "params": params,
+                              })
+        total = np.zeros(n_ch)
+        total_sq = np.zeros(n_ch)
+        count = np.zeros(n_ch)
+        nans = np.zeros(n_ch, dtype=np.int64)
+        blocks = plan.blocks(rec.n_samples, block)
+        bar = tqdm(total=len(blocks), desc=spec.recording_id[:40], unit="block", leave=False,
+                   position=position, disable=not progress or None, dynamic_ncols=True)
+        with bar:
+            for read_start, core_start, core_stop, read_stop in blocks:
+                data = rec.read(read_start, read_stop)
+                core = data[:, core_start - read_start:core_stop - read_start]
+                finite = np.isfinite(core)
+                nans += (~finite).sum(axis=1)
+                vals = np.where(finite, core, 0.0)
+                mean_blk = vals.sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+                # Variance around a per-block mean, combined exactly below (no cancellation
+                # from large DC offsets such as DC inputs in mV).
+                centred = np.where(finite, core - mean_blk[:, None], 0.0)
+                total += vals.sum(axis=1)
+                total_sq += (centred ** 2).sum(axis=1) + finite.sum(axis=1) * mean_blk ** 2
+                count += finite.sum(axis=1)
+                writer.append(plan.process(data, read_start, core_start, core_stop,
+                                           rec.n_samples))
+                bar.update(1)
+        mean = total / np.maximum(count, 1)
+        std = np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean ** 2, 0.0))
+        for i in range(n_ch):
+            if count[i] == 0:
+                labels.bad[i] = True
+                labels.bad_reason[i] = _join(labels.bad_reason[i], "no data (all NaN)")
+            elif std[i] < config.flat_threshold_uv:
+                labels.bad[i] = True
+                labels.bad_reason[i] = _join(labels.bad_reason[i], f"flat (sd {std[i]:.3g} uV)")
+        flat = [keys[i].channel for i in range(n_ch) if count[i] and std[i] < config.flat_threshold_uv]
+        if flat:
+            result.messages.append(f"flat channel(s) marked bad: {', '.join(flat[:8])}"
+                                   + (" ..." if len(flat) > 8 else ""))
+        if nans.any():
+            which = [keys[i].channel for i in np.flatnonzero(nans)]
+            result.messages.append(f"NaN samples in {len(which)} channel(s) "
+                                   f"({', '.join(which[:6])}{' ...' if len(which) > 6 else ''}); "
+                                   "kept as NaN in the store")
+        writer.commit()
+        writer = None
+
+        # --- catalog fragments; the recordings row last (commit marker)
+        common = {"recording_id": spec.recording_id, "site": spec.site, "subject": spec.subject}
+        channel_rows = []
+        for i, k in enumerate(keys):
+            x, y, z = labels.xyz[i]
+            channel_rows.append({
+                **common, "channel": k.channel, "raw_name": k.raw, "index": i, "type": types[i],
+                "electrode": k.electrode, "contact": k.contact, "bad": labels.bad[i],
+                "bad_reason": labels.bad_reason[i], "soz": labels.soz[i],
+                "resected": labels.resected[i], "label_source": labels.source[i],
+                "x": x, "y": y, "z": z,
+            })
+        write_fragment(layout, "channels", to_table("channels", channel_rows), site=spec.site,
+                       subject=spec.subject, part=spec.recording_id)
+        event_rows = [{**common, "onset_s": e.onset_s, "duration_s": e.duration_s,
+                       "kind": e.kind, "raw_text": e.raw_text, "rule": e.rule,
+                       "in_recording": 0.0 <= e.onset_s <= duration_src + 1e-6}
+                      for e in events]
+        write_fragment(layout, "events", to_table("events", event_rows), site=spec.site,
+                       subject=spec.subject, part=spec.recording_id)
+        rec_row = {
+            **common, "session": spec.session, "task": spec.task,
+            "acquisition": spec.acquisition, "run": spec.run, "source_path": spec.source_path,
+            "source_format": rec.format, "source_sha256": sha, "source_sfreq": rec.sfreq,
+            "sfreq": config.store_sfreq, "n_samples": n_out,
+            "duration_s": n_out / config.store_sfreq, "n_channels": n_ch,
+            "n_bad": int(sum(labels.bad)),
+            "bandwidth_hz": 0.5 * min(rec.sfreq, config.store_sfreq),
+            "mains_hz": config.mains_hz,
+            "zarr_path": zpath.relative_to(layout.root).as_posix(),
+            "inputs_fingerprint": fingerprint, "sozstore_version": sozstore.__version__,
+            "warnings": list(result.messages),
+        }
+        write_fragment(layout, "recordings", to_table("recordings", [rec_row]), site=spec.site,
+                       subject=spec.subject, part=spec.recording_id)
+        result.n_channels = n_ch
+        result.duration_s = n_out / config.store_sfreq
+    except RecordingError as err:
+        result.status = "failed"
+        result.messages.append(err.reason if str(spec.path) in str(err) else str(err))
+    except Exception as err:  # noqa: BLE001 - one bad recording must not stop the site
+        logger.debug("ingest of %s failed", spec.path, exc_info=True)
+        result.status = "failed"
+        result.messages.append(f"{type(err).__name__}: {err}")
+    finally:
+        if writer is not None:
+            writer.abort()
+        if rec is not None:
+            rec.close()
+    result.seconds = time.perf_counter() - start_time
+    return result
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+# --------------------------------------------------------------------------- site level
+def _outcome_rows(config: SiteConfig, specs: list[RecordingSpec]) -> dict[str, dict[str, Any]]:
+    """Normalised outcome per store subject id."""
+    oc = config.outcome
+    out: dict[str, dict[str, Any]] = {}
+    if oc.table == "none":
+        return out
+    by_source = {s.source_subject: s.subject for s in specs}
+    if oc.table == "manifest":
+        for s in specs:
+            row = s.manifest_row
+            out.setdefault(s.subject, normalise_outcome(
+                row.get(oc.outcome_column) if oc.outcome_column else None,
+                row.get(oc.engel_column) if oc.engel_column else None,
+                row.get(oc.ilae_column) if oc.ilae_column else None).__dict__)
+        return out
+    path = oc.path if oc.table == "external" else (
+        config.layout.root / config.layout.participants if config.layout.participants else None)
+    if path is None or not path.is_file():
+        return out
+    rows = read_rows(path)
+    for source_subject, subject in by_source.items():
+        row = external_row(rows, oc.subject_column, source_subject)
+        if row is None:
+            continue
+        out[subject] = normalise_outcome(
+            row.get(oc.outcome_column) if oc.outcome_column else None,
+            row.get(oc.engel_column) if oc.engel_column else None,
+            row.get(oc.ilae_column) if oc.ilae_column else None).__dict__
+    return out
+
+
+def write_site_tables(config: SiteConfig, store: str | Path, specs: list[RecordingSpec]) -> None:
+    """Write ``subjects``, ``contacts`` and ``sites`` for a site from its catalog fragments.
+
+    Each file is rewritten only if its content changed.
+    """
+    layout = StoreLayout(store)
+    site = config.name
+    channels = read_table(layout.root, "channels").filter(pl.col("site") == site)
+    recordings = read_table(layout.root, "recordings").filter(pl.col("site") == site)
+    contacts = (
+        channels.group_by("subject", "channel")
+        .agg(
+            pl.col("electrode").first(), pl.col("contact").first(),
+            pl.col("recording_id").n_unique().alias("n_recordings"),
+            pl.col("soz").sum().cast(pl.Int64).alias("n_soz"),
+            pl.col("soz").is_not_null().sum().cast(pl.Int64).alias("n_soz_labelled"),
+            pl.col("resected").sum().cast(pl.Int64).alias("n_resected"),
+            pl.col("resected").is_not_null().sum().cast(pl.Int64).alias("n_res_labelled"),
+        )
+        .with_columns(
+            pl.when(pl.col("n_soz_labelled") > 0).then(pl.col("n_soz") > 0).alias("soz"),
+            pl.when(pl.col("n_res_labelled") > 0).then(pl.col("n_resected") > 0)
+            .alias("resected"),
+            (((pl.col("n_soz") > 0) & (pl.col("n_soz") < pl.col("n_soz_labelled")))
+             | ((pl.col("n_resected") > 0)
+                & (pl.col("n_resected") < pl.col("n_res_labelled")))).alias("conflict"),
+            pl.lit(site).alias("site"),
+        )
+        .sort("subject", "channel")
+    )
+    outcomes = _outcome_rows(config, specs)
+    subjects = sorted(set(recordings["subject"].to_list()))
+    for subject in subjects:
+        sub_contacts = contacts.filter(pl.col("subject") == subject)
+        write_fragment(layout, "contacts", to_table("contacts", sub_contacts.to_dicts()),
+                       site=site, subject=subject, part="contacts", if_changed=True)
+        oc = outcomes.get(subject, {})
+        row = {"site": site, "subject": subject, **oc,
+               "n_recordings": recordings.filter(pl.col("subject") == subject).height,
+               "n_label_conflicts": int(sub_contacts["conflict"].sum() or 0),
+               "label_rule": LABEL_RULE}
+        write_fragment(layout, "subjects", to_table("subjects", [row]), site=site,
+                       subject=subject, part="subject", if_changed=True)
+    config_sha = hashlib.sha256(config.source.read_bytes()).hexdigest()
+    write_fragment(layout, "sites", to_table("sites", [{
+        "site": site, "description": config.description, "layout": config.layout.kind,
+        "mains_hz": config.mains_hz, "store_sfreq": config.store_sfreq,
+        "n_subjects": len(subjects), "n_recordings": recordings.height,
+        "config_sha256": config_sha, "sozstore_version": sozstore.__version__}]),
+        site=site, subject=None, part="site", if_changed=True)
+
+
+def _init_worker() -> None:
+    # One BLAS/torch thread per worker: the pool is the parallelism (braindecode#75).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
+             executor: Executor | None = None, progress: bool = True,
+             on_result: Callable[[RecordingResult], None] | None = None) -> RunReport:
+    """Run the ETL for one site.
+
+    Parameters
+    ----------
+    config : SiteConfig
+        The validated site config.
+    store : str | Path
+        The store root (created if missing).
+    workers : int
+        Recordings ingested in parallel by a local process pool (1 = in this process).
+    executor : concurrent.futures.Executor, optional
+        Use this executor instead of a local pool (e.g. ``dask.distributed.Client
+        .get_executor()``); it must be able to pickle :class:`RecordingSpec`.
+    progress : bool
+        Show a progress bar per recording.
+    on_result : callable, optional
+        Called with each :class:`RecordingResult` as it completes.
+    """
+    layout = StoreLayout(store)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    removed = clean_temporaries(layout.root)
+    if removed:
+        logger.info("removed %d temporaries of an interrupted run", len(removed))
+    report = RunReport(site=config.name, store=str(layout.root), results=[])
+    try:
+        specs = discover(config)
+    except (FileNotFoundError, ValueError, TableError) as err:
+        report.site_errors.append(f"FAILED {err}")
+        return report
+    if not specs:
+        report.site_errors.append(f"FAILED {config.source}: no recordings found under "
+                                  f"{config.layout.root}")
+        return report
+
+    todo: list[tuple[RecordingSpec, str]] = []
+    for spec in specs:
+        try:
+            fp = inputs_fingerprint(spec, config)
+        except OSError as err:
+            report.results.append(RecordingResult(spec.recording_id, spec.source_path,
+                                                  "failed", [f"cannot read: {err}"]))
+            continue
+        if is_up_to_date(layout, spec, fp):
+            report.results.append(RecordingResult(spec.recording_id, spec.source_path,
+                                                  "up to date"))
+        else:
+            todo.append((spec, fp))
+    logger.info("%s: %d recordings, %d to ingest", config.name, len(specs), len(todo))
+
+    def record(res: RecordingResult) -> None:
+        report.results.append(res)
+        if on_result is not None:
+            on_result(res)
+
+    if todo and (executor is not None or workers > 1):
+        own = executor is None
+        pool = executor or ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                               initializer=_init_worker)
+        try:
+            futures = {pool.submit(ingest_recording, spec, config, layout.root, fingerprint=fp,
+                                   progress=progress, position=i % max(workers, 1)): spec
+                       for i, (spec, fp) in enumerate(todo)}
+            for fut in as_completed(futures):
+                spec = futures[fut]
+                try:
+                    record(fut.result())
+                except Exception as err:  # noqa: BLE001 - a crashed worker is one failure
+                    record(RecordingResult(spec.recording_id, spec.source_path, "failed",
+                                           [f"worker crashed: {err}"]))
+        finally:
+            if own:
+                pool.shutdown()
+    else:
+        for spec, fp in todo:
+            record(ingest_recording(spec, config, layout.root, fingerprint=fp,
+                                    progress=progress))
+    report.results.sort(key=lambda r: r.recording_id)
+    try:
+        write_site_tables(config, layout.root, specs)
+    except (TableError, OSError) as err:
+        report.site_errors.append(f"FAILED site tables: {err}")
+    return report

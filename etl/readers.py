@@ -1,0 +1,175 @@
+"""Opening source recordings lazily with MNE, with errors that name the file and the problem.
+
+Nothing from the file's header that identifies a person or a date (patient and recording
+fields, birth date, measurement date) is returned: callers get channel names, types, the
+sampling rate, the sample count, annotations relative to the file start and a lazy reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mne
+import numpy as np
+from numpy.typing import NDArray
+
+FORMATS = {".edf": "edf", ".bdf": "bdf", ".vhdr": "brainvision", ".fif": "fif"}
+
+
+class RecordingError(Exception):
+    """A recording cannot be ingested; ``str(err)`` is one line: the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass
+class SourceRecording:
+    """A lazily opened source recording."""
+
+    path: Path
+    format: str
+    raw: mne.io.BaseRaw
+    names: list[str]
+    file_types: list[str]
+    sfreq: float
+    n_samples: int
+
+    def read(self, start: int, stop: int) -> NDArray[np.float64]:
+        """Samples ``[start, stop)`` of all channels in microvolts, (n_channels, n)."""
+        try:
+            data = self.raw.get_data(start=start, stop=stop)
+        except (ValueError, OSError, EOFError) as err:
+            raise RecordingError(self.path, f"cannot read samples {start}-{stop}: {err}") from None
+        if data.shape[1] != stop - start:
+            raise RecordingError(self.path, f"file ends early: got {data.shape[1]} of "
+                                            f"{stop - start} samples at sample {start}")
+        return data * 1e6
+
+    def annotations(self) -> list[tuple[float, float, str]]:
+        """Annotations as ``(onset_s from file start, duration_s, text)``."""
+        ann = self.raw.annotations
+        first = self.raw.first_time if ann.orig_time is not None else 0.0
+        return [(float(o) - first, float(d), str(t))
+                for o, d, t in zip(ann.onset, ann.duration, ann.description)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.close()
+
+
+def open_recording(path: str | Path) -> SourceRecording:
+    """Open ``path`` lazily (``preload=False``).
+
+    Raises
+    ------
+    RecordingError
+        Missing, empty, unknown format, unreadable header, no signal channels, zero samples,
+        or a file shorter than its header says.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise RecordingError(path, f"unsupported format {path.suffix!r} "
+                                   f"(supported: {', '.join(sorted(FORMATS))})")
+    if not path.exists():
+        raise RecordingError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise RecordingError(path, "empty file (0 bytes)")
+    if fmt in ("edf", "bdf"):
+        _check_edf_header(path)
+    log_level = mne.set_log_level("ERROR", return_old_level=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("always")
+            if fmt == "edf":
+                raw = mne.io.read_raw_edf(path, preload=False, verbose="ERROR")
+            elif fmt == "bdf":
+                raw = mne.io.read_raw_bdf(path, preload=False, verbose="ERROR")
+            elif fmt == "brainvision":
+                raw = mne.io.read_raw_brainvision(path, preload=False, verbose="ERROR")
+            else:
+                raw = mne.io.read_raw_fif(path, preload=False, verbose="ERROR")
+    except RecordingError:
+        raise
+    except Exception as err:  # MNE raises many types for malformed files
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecordingError(path, f"unreadable {fmt} file: {msg}") from None
+    finally:
+        mne.set_log_level(log_level)
+    for w in caught:
+        text = str(w.message)
+        if "does not match the file size" in text or "truncated" in text.lower():
+            raise RecordingError(path, f"truncated file: {text.splitlines()[0]}")
+    if len(raw.ch_names) == 0:
+        raise RecordingError(path, "no signal channels (annotations-only file?)")
+    if raw.n_times == 0:
+        raise RecordingError(path, "no samples")
+    types = raw.get_channel_types()
+    rec = SourceRecording(path=path, format=fmt, raw=raw, names=list(raw.ch_names),
+                          file_types=list(types), sfreq=float(raw.info["sfreq"]),
+                          n_samples=int(raw.n_times))
+    return rec
+
+
+def _check_edf_header(path: Path) -> None:
+    """Sanity checks MNE does not make: version field, header length and data size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+    if len(head) < 256:
+        raise RecordingError(path, f"truncated header ({len(head)} of 256 bytes)")
+    version = head[:8]
+    if version not in (b"0       ", b"\xffBIOSEMI"):
+        raise RecordingError(path, f"wrong header: version field {version!r} is not EDF/BDF")
+    try:
+        header_bytes = int(head[184:192].decode("ascii").strip())
+        n_records = int(head[236:244].decode("ascii").strip())
+        n_signals = int(head[252:256].decode("ascii").strip())
+    except ValueError:
+        raise RecordingError(path, "wrong header: non-numeric header length, record count "
+                                   "or signal count") from None
+    if n_signals <= 0:
+        raise RecordingError(path, "no signals in header")
+    if header_bytes != 256 * (n_signals + 1):
+        raise RecordingError(path, f"wrong header: header length {header_bytes} does not match "
+                                   f"{n_signals} signals")
+    if size < header_bytes:
+        raise RecordingError(path, f"truncated header ({size} of {header_bytes} bytes)")
+    with open(path, "rb") as fh:
+        fh.seek(256 + 216 * n_signals)
+        raw_counts = fh.read(8 * n_signals)
+    try:
+        samples = [int(raw_counts[i * 8:(i + 1) * 8].decode("ascii").strip())
+                   for i in range(n_signals)]
+    except ValueError:
+        raise RecordingError(path, "wrong header: non-numeric samples per record") from None
+    width = 3 if head[:8] == b"\xffBIOSEMI" else 2
+    record_bytes = sum(samples) * width
+    labels = [head_label.strip() for head_label in _labels(path, n_signals)]
+    if all(lab == "EDF Annotations" for lab in labels):
+        raise RecordingError(path, "no signal channels (annotations-only file)")
+    if n_records > 0 and record_bytes > 0:
+        expected = header_bytes + n_records * record_bytes
+        if size < expected:
+            have = (size - header_bytes) // record_bytes
+            raise RecordingError(path, f"truncated file: header says {n_records} records, "
+                                       f"file holds {have} ({size} of {expected} bytes)")
+
+
+def _labels(path: Path, n_signals: int) -> list[str]:
+    with open(path, "rb") as fh:
+        fh.seek(256)
+        raw = fh.read(16 * n_signals)
+    return [raw[i * 16:(i + 1) * 16].decode("latin-1") for i in range(n_signals)]
+
+
+logging.getLogger("mne").setLevel(logging.ERROR)

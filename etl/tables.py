@@ -1,0 +1,66 @@
+"""Reading the small text tables of real datasets (TSV/CSV), the way they really are.
+
+Handles a UTF-8 BOM (gotcha 1), CRLF and a missing final newline (2), quoted cells (3),
+trailing whitespace in ids (4); values stay strings, ``n/a`` becomes ``None``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+NA_VALUES = frozenset({"", "n/a", "na", "nan", "none", "null"})
+
+
+class TableError(ValueError):
+    """A metadata table could not be read; the message names the file."""
+
+
+def clean(value: str | None) -> str | None:
+    """Strip a cell; ``n/a`` and empty cells become ``None``."""
+    if value is None:
+        return None
+    value = value.strip()
+    return None if value.lower() in NA_VALUES else value
+
+
+def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[str, str | None]]:
+    """Rows of a TSV or CSV file as dicts of cleaned strings.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file. ``delimiter`` defaults to tab for ``.tsv`` and comma otherwise.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise TableError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        text = path.read_bytes().decode("latin-1")
+    sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"')
+    try:
+        rows = [r for r in reader if any(c.strip() for c in r)]
+    except csv.Error as err:
+        raise TableError(f"{path}: not a valid table ({err})") from None
+    if not rows:
+        return []
+    header = [h.strip().lstrip("\ufeff") for h in rows[0]]
+    out = []
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            raise TableError(f"{path}: line {i} has {len(row)} cells, header has {len(header)}")
+        row = row + [""] * (len(header) - len(row))
+        out.append({h: clean(v) for h, v in zip(header, row)})
+    return out
+
+
+def strip_bids_prefix(label: str | None, prefix: str = "sub-") -> str | None:
+    """``'sub-HUP151 '`` -> ``'HUP151'``."""
+    if label is None:
+        return None
+    label = label.strip()
+    return label[len(prefix):] if label.startswith(prefix) else label

@@ -1,0 +1,1 @@
+"""Streaming datasets over the store and the SOZ model zoo."""

@@ -1,0 +1,1 @@
+"""DuckDB views and named queries shipped with the package (``*.sql`` files beside this one)."""

@@ -1,0 +1,1 @@
+"""Synthetic multi-site SEEG cohorts written in each site's real layout."""

@@ -1,0 +1,1 @@
+"""The store: chunked Zarr signals and Parquet catalog tables, read in slices."""

@@ -1,0 +1,100 @@
+"""The catalog: Parquet tables describing sites, subjects, recordings, channels and events.
+
+Every table has a fixed Arrow schema (below), so fragments written by different ETL tasks
+union cleanly. Shared keys: ``recording_id`` (recordings, channels, events), ``site`` and
+``subject`` (every table), ``channel`` (the canonical name). ``soz``, ``resected`` and
+``bad`` are booleans, null where the site gives no label.
+
+Readers come in eager/lazy pairs, after polars: :func:`read_table` returns a
+``polars.DataFrame``, :func:`scan_table` a ``polars.LazyFrame``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import polars as pl
+import pyarrow as pa
+
+from sozstore.store.atomic import write_parquet_atomic
+from sozstore.store.layout import StoreLayout
+
+_str = pa.string()
+_f64 = pa.float64()
+_bool = pa.bool_()
+_i64 = pa.int64()
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "sites": pa.schema([
+        ("site", _str), ("description", _str), ("layout", _str), ("mains_hz", _f64),
+        ("store_sfreq", _f64), ("n_subjects", _i64), ("n_recordings", _i64),
+        ("config_sha256", _str), ("sozstore_version", _str),
+    ]),
+    "subjects": pa.schema([
+        ("site", _str), ("subject", _str), ("outcome_raw", _str), ("seizure_free", _bool),
+        ("engel_class", _i64), ("engel_subclass", _str), ("ilae_class", _i64),
+        ("n_recordings", _i64), ("n_label_conflicts", _i64), ("label_rule", _str),
+    ]),
+    "recordings": pa.schema([
+        ("recording_id", _str), ("site", _str), ("subject", _str), ("session", _str),
+        ("task", _str), ("acquisition", _str), ("run", _str), ("source_path", _str),
+        ("source_format", _str), ("source_sha256", _str), ("source_sfreq", _f64),
+        ("sfreq", _f64), ("n_samples", _i64), ("duration_s", _f64), ("n_channels", _i64),
+        ("n_bad", _i64), ("bandwidth_hz", _f64), ("mains_hz", _f64), ("zarr_path", _str),
+        ("inputs_fingerprint", _str), ("sozstore_version", _str),
+        ("warnings", pa.list_(_str)),
+    ]),
+    "channels": pa.schema([
+        ("recording_id", _str), ("site", _str), ("subject", _str), ("channel", _str),
+        ("raw_name", _str), ("index", _i64), ("type", _str), ("electrode", _str),
+        ("contact", _i64), ("bad", _bool), ("bad_reason", _str), ("soz", _bool),
+        ("resected", _bool), ("label_source", _str), ("x", _f64), ("y", _f64), ("z", _f64),
+    ]),
+    "events": pa.schema([
+        ("recording_id", _str), ("site", _str), ("subject", _str), ("onset_s", _f64),
+        ("duration_s", _f64), ("kind", _str), ("raw_text", _str), ("rule", _str),
+        ("in_recording", _bool),
+    ]),
+    "contacts": pa.schema([
+        ("site", _str), ("subject", _str), ("channel", _str), ("electrode", _str),
+        ("contact", _i64), ("soz", _bool), ("resected", _bool), ("n_recordings", _i64),
+        ("n_soz", _i64), ("n_resected", _i64), ("conflict", _bool),
+    ]),
+}
+
+
+def to_table(name: str, rows: Sequence[dict[str, Any]] | dict[str, list[Any]]) -> pa.Table:
+    """Rows (a list of dicts or a dict of columns) as a table with the catalog schema."""
+    schema = SCHEMAS[name]
+    if isinstance(rows, dict):
+        columns = {f.name: rows.get(f.name, [None] * len(next(iter(rows.values()), [])))
+                   for f in schema}
+        return pa.table(columns, schema=schema)
+    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows],
+                                schema=schema)
+
+
+def write_fragment(layout: StoreLayout, name: str, table: pa.Table, *, site: str,
+                   subject: str | None, part: str, if_changed: bool = False) -> Path:
+    """Write one fragment of a catalog table atomically and return its path."""
+    if subject is None:
+        path = layout.partition(name, site) / f"{part}.parquet"
+    else:
+        path = layout.fragment(name, site, subject, part)
+    write_parquet_atomic(table.cast(SCHEMAS[name]), path, if_changed=if_changed)
+    return path
+
+
+def scan_table(store: str | Path, name: str) -> pl.LazyFrame:
+    """Lazily scan a catalog table of a store (empty with the right schema if absent)."""
+    layout = StoreLayout(store)
+    files = sorted(layout.table_dir(name).glob("**/*.parquet"))
+    if not files:
+        return pl.from_arrow(SCHEMAS[name].empty_table()).lazy()  # type: ignore[union-attr]
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+
+
+def read_table(store: str | Path, name: str) -> pl.DataFrame:
+    """Read a catalog table of a store into memory (see :func:`scan_table`)."""
+    return scan_table(store, name).collect()

@@ -1,0 +1,184 @@
+"""Chunked signals: one Zarr v3 group per recording, laid out (channel, time).
+
+Layout and codec
+----------------
+``data`` is float32 microvolts, shape ``(n_channels, n_samples)``, chunks of
+``CHUNK_CHANNELS`` channels by ``CHUNK_SECONDS`` seconds, Blosc-zstd level 3 with byte
+shuffle. Why (measured by ``bench/zarr_layout.py``, figures in ``bench/RESULTS.md``):
+
+* float32, not int16 + scale: the store holds notched and resampled values, not the source's
+  digital samples, and NaN marks missing samples; int16 would need a second pass over the
+  source to choose a scale.
+* chunks span a few seconds of a group of channels: the hot reads are 5-s to minute-long
+  slices of all channels (feature clips, model windows), the secondary ones a few channels;
+  ``CHUNK_CHANNELS`` x ``CHUNK_SECONDS`` at 1 kHz is 640 KB uncompressed, within zarr's
+  "about 1 MB" advice, and a 5-s read of all channels touches at most two chunks per group.
+* no sharding: a recording is written by one process, front to back, whole chunks at a time,
+  so there is no shard to share (zarr-python#3682); a 20-hour recording makes ~7 000 chunk
+  files per 16 channels, which a local or network file system holds without trouble.
+
+Attributes carry provenance: the source file's SHA-256, the sozstore version, the ETL
+parameters, the channel names in row order, the sampling rate and units.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import zarr
+from numpy.typing import NDArray
+from zarr.codecs import BloscCodec
+
+from sozstore.store.atomic import replace_dir_atomic, temporary_sibling
+
+CHUNK_CHANNELS = 16
+CHUNK_SECONDS = 10.0
+COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+DATA = "data"
+
+
+class SignalWriter:
+    """Write one recording's signal front to back, whole chunks at a time.
+
+    The group is built under a temporary name and moved into place by :meth:`commit`; a
+    writer that is never committed leaves nothing visible.
+
+    Parameters
+    ----------
+    final : Path
+        Where the group will live (``.../<recording_id>.zarr``).
+    n_channels, n_samples : int
+        Shape of the signal.
+    sfreq : float
+        Sampling rate of the store (Hz).
+    attrs : dict
+        Provenance and description, JSON-serialisable.
+    """
+
+    def __init__(self, final: Path, *, n_channels: int, n_samples: int, sfreq: float,
+                 attrs: dict[str, Any]) -> None:
+        self.final = Path(final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temporary_sibling(self.final)
+        self.n_channels = n_channels
+        self.n_samples = n_samples
+        self.chunk_t = max(1, int(round(CHUNK_SECONDS * sfreq)))
+        group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
+        group.attrs.update(json.loads(json.dumps(attrs)))
+        self.array = group.create_array(
+            DATA, shape=(n_channels, n_samples),
+            chunks=(min(CHUNK_CHANNELS, max(n_channels, 1)), self.chunk_t),
+            dtype="float32", compressors=COMPRESSOR, fill_value=np.nan,
+            dimension_names=("channel", "time"),
+        )
+        self.group = group
+        self.written = 0
+        self._pending: list[NDArray[np.float32]] = []
+        self._pending_n = 0
+
+    def append(self, block: NDArray[np.float32]) -> None:
+        """Append ``block`` of shape (n_channels, n) after what was written so far."""
+        if block.shape[0] != self.n_channels:
+            raise ValueError(f"block has {block.shape[0]} channels, expected {self.n_channels}")
+        self._pending.append(np.ascontiguousarray(block, dtype=np.float32))
+        self._pending_n += block.shape[1]
+        if self._pending_n >= self.chunk_t:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        if not self._pending:
+            return
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 \
+            else self._pending[0]
+        n = data.shape[1] if final else (data.shape[1] // self.chunk_t) * self.chunk_t
+        if self.written + n > self.n_samples:
+            raise ValueError(f"more samples than declared ({self.written + n} > {self.n_samples})")
+        if n:
+            self.array[:, self.written:self.written + n] = data[:, :n]
+            self.written += n
+        rest = data[:, n:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._pending_n = rest.shape[1]
+
+    def commit(self, extra_attrs: dict[str, Any] | None = None) -> Path:
+        """Flush, consolidate metadata and move the group into place."""
+        self._flush(final=True)
+        if self.written != self.n_samples:
+            raise ValueError(f"wrote {self.written} samples, declared {self.n_samples}")
+        if extra_attrs:
+            self.group.attrs.update(json.loads(json.dumps(extra_attrs)))
+        with warnings.catch_warnings():
+            # Consolidated metadata is a zarr-python extension of v3; readers that do not know
+            # it still read the per-array metadata.
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            zarr.consolidate_metadata(self.tmp, zarr_format=3)
+        replace_dir_atomic(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        """Throw the temporary group away."""
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class SignalReader:
+    """Read slices of one recording's signal; never the whole of it unless asked.
+
+    Parameters
+    ----------
+    path : Path
+        The recording's Zarr group.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
+        self.array = self.group[DATA]
+        self.attrs: dict[str, Any] = dict(self.group.attrs)
+        self.channels: list[str] = list(self.attrs["channels"])
+        self.sfreq = float(self.attrs["sfreq"])
+        self._index = {name: i for i, name in enumerate(self.channels)}
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples / self.sfreq
+
+    def channel_indices(self, channels: Sequence[str] | None) -> list[int]:
+        if channels is None:
+            return list(range(len(self.channels)))
+        try:
+            return [self._index[c] for c in channels]
+        except KeyError as err:
+            raise KeyError(f"{self.path}: no channel {err.args[0]!r}") from None
+
+    def read_samples(self, start: int, stop: int, channels: Sequence[str] | None = None
+                     ) -> NDArray[np.float32]:
+        """Samples ``[start, stop)`` of the given channels (all by default), (n_ch, n)."""
+        start, stop = max(0, int(start)), min(self.n_samples, int(stop))
+        idx = self.channel_indices(channels)
+        if channels is None:
+            return self.array[:, start:stop]
+        lo, hi = min(idx), max(idx) + 1
+        if hi - lo == len(idx) and idx == sorted(idx):
+            return self.array[lo:hi, start:stop]
+        return self.array.get_orthogonal_selection((np.asarray(idx), slice(start, stop)))
+
+    def read(self, tmin: float, tmax: float, channels: Sequence[str] | None = None
+             ) -> NDArray[np.float32]:
+        """Seconds ``[tmin, tmax)`` of the given channels, shape (n_channels, n_samples)."""
+        return self.read_samples(int(round(tmin * self.sfreq)), int(round(tmax * self.sfreq)),
+                                 channels)
+
+
+def open_signals(path: str | Path) -> SignalReader:
+    """Open a recording's Zarr group for slice reads (see :class:`SignalReader`)."""
+    return SignalReader(path)
