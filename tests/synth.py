@@ -1,0 +1,96 @@
+"""Helpers that write small synthetic recordings for tests (never checked-in data)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+if not REALDATA.exists():  # CI clones next to the same shared folder; allow an override
+    import os
+
+    REALDATA = Path(os.environ.get("SOZSTORE_REALDATA", "/work/shared/realdata"))
+
+PLANTED_NAME = "Zorglub_Bartholomew"
+PLANTED_CODE = "HN-7731942"
+PLANTED_BIRTH = dt.date(1961, 3, 2)
+
+
+def write_edf(path: Path, data: np.ndarray, sfreq: float, names: Sequence[str], *,
+              annotations: Sequence[tuple[float, float, str]] = (),
+              patient_name: str = PLANTED_NAME) -> Path:
+    """A small EDF+ file (microvolts in ``data``) with identifying header fields planted."""
+    import edfio
+
+    signals = []
+    for row, name in zip(data, names):
+        lo, hi = float(np.nanmin(row)), float(np.nanmax(row))
+        if hi - lo < 1e-3:
+            lo, hi = lo - 1.0, hi + 1.0
+        signals.append(edfio.EdfSignal(np.nan_to_num(row).astype(np.float64), sfreq,
+                                       label=name, physical_dimension="uV",
+                                       physical_range=(lo, hi)))
+    edf = edfio.Edf(
+        signals,
+        patient=edfio.Patient(code=PLANTED_CODE, sex="M", birthdate=PLANTED_BIRTH,
+                              name=patient_name),
+        recording=edfio.Recording(startdate=dt.date(2019, 5, 17),
+                                  hospital_administration_code="CHU-EEG-3"),
+        starttime=dt.time(13, 47, 11),
+        annotations=[edfio.EdfAnnotation(o, d or None, t) for o, d, t in annotations],
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    edf.write(path)
+    return path
+
+
+def seeg_like(n_channels: int, seconds: float, sfreq: float, seed: int = 0) -> np.ndarray:
+    """Correlated brown-ish noise in microvolts with 50 Hz mains."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sfreq))
+    x = np.cumsum(rng.standard_normal((n_channels, n)), axis=1)
+    x -= np.linspace(0.0, 1.0, n)[None] * x[:, -1:]  # no drift, so no clipping in EDF
+    x = 20 * x / (np.std(x, axis=1, keepdims=True) + 1e-9)
+    x += 5 * np.sin(2 * np.pi * 50 * np.arange(n) / sfreq)
+    return x
+
+
+def manifest_site(root: Path, rows: Sequence[dict[str, str]], *, name: str = "unit",
+                  extra: str = "") -> Path:
+    """A manifest-layout site config over ``root``; returns the TOML path."""
+    root.mkdir(parents=True, exist_ok=True)
+    cols = ["file", "patient", "recording", "soz", "bad", "patient_name"]
+    lines = [",".join(cols)] + [",".join(f'"{r.get(c, "")}"' for c in cols) for r in rows]
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    toml = root / "site.toml"
+    toml.write_text(textwrap.dedent(f"""
+        name = "{name}"
+        mains_hz = 50.0
+        subject_ids = "hash"
+        hash_salt = "unit-test"
+        [layout]
+        kind = "manifest"
+        root = "."
+        manifest = "manifest.csv"
+        file_column = "file"
+        subject_column = "patient"
+        recording_column = "recording"
+        bad_column = "bad"
+        [[labels]]
+        kind = "manifest"
+        soz_column = "soz"
+        [[events.rules]]
+        name = "onset"
+        kind = "onset"
+        pattern = '(?i)^(début crise|onset)$'
+        [[events.rules]]
+        name = "offset"
+        kind = "offset"
+        pattern = '(?i)^(fin crise|offset)$'
+    """) + extra)
+    return toml
