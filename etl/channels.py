@@ -162,7 +162,8 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
     2. the site's extra name patterns;
     3. a non-neural type in channels.tsv (ECG, EOG, EMG, TRIG, MISC) or from a typed prefix;
     4. the name: EKG/ECG, EOG, EMG, trigger, DC/EVENT/$ inputs; a 10-20 scalp name is ``eeg``
-       unless its stem is also a depth shaft in this recording (``F1..F12`` makes ``F3`` SEEG);
+       unless its stem is also a depth shaft in this recording, i.e. has at least three
+       contacts outside the 10-20 numbers (``F1..F12`` makes ``F3`` SEEG);
     5. a neural type in channels.tsv (SEEG, ECOG, EEG) or from the reader (FIF knows);
     6. the site's default type.
     """
@@ -203,7 +204,9 @@ def _type_from_name(key: ChannelKey, contacts_per_stem: dict[str, set[int]]) -> 
         numbers = contacts_per_stem.get(stem, set())
         scalp_numbers = {int(n[len(stem):]) for n in SCALP_NAMES
                          if n.startswith(stem) and n[len(stem):].isdigit()}
-        if not stem or numbers <= scalp_numbers:
+        # A depth shaft has many contacts; two stray inputs (NK "POL T1", "POL T2") do not
+        # make T7 a shaft.
+        if not stem or len(numbers - scalp_numbers) < 3:
             return "eeg"
     return None
 
