@@ -25,6 +25,7 @@ _PREFIX_TYPES = {
     "SAO2": "misc", "SPO2": "misc", "PHOTIC": "misc", "DC": "misc", "REF_EEG": "misc",
 }
 _CONTACT = re.compile(r"^(?P<stem>.*?\D)(?P<num>\d+)$")
+_ELECTRODE_CONTACT = re.compile(r"^(.*\d)-(\d+)$")
 _BIPOLAR = re.compile(r"^(?P<a>[A-Za-z'][A-Za-z']*\d+)-(?P<b>[A-Za-z'][A-Za-z']*\d+)$")
 
 #: 10-20 / 10-10 scalp positions that turn up inside iEEG files (gotcha 22).
@@ -118,7 +119,10 @@ def canonical_name(name: str, config: ChannelConfig | None = None) -> str:
 
 def split_contact(channel: str) -> tuple[str | None, int | None]:
     """Electrode (shaft) stem and contact index of a canonical name (``"L'12"`` -> ``("L'", 12)``)."""
-    if "-" in channel:
+    pair = _ELECTRODE_CONTACT.match(channel)
+    if pair:  # electrode-contact style, "LAF14-3" is contact 3 of shaft LAF14
+        return pair[1], int(pair[2])
+    if "-" in channel:  # a bipolar pair is described by its first contact
         channel = channel.split("-", 1)[0]
     match = _CONTACT.match(channel)
     if not match:
@@ -160,11 +164,13 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
 
     1. the site's override table (raw or canonical name);
     2. the site's extra name patterns;
-    3. a non-neural type in channels.tsv (ECG, EOG, EMG, TRIG, MISC) or from a typed prefix;
+    3. a specific non-neural type in channels.tsv (ECG, EOG, EMG, TRIG) or from a typed
+       prefix (``ECG ECG1``);
     4. the name: EKG/ECG, EOG, EMG, trigger, DC/EVENT/$ inputs; a 10-20 scalp name is ``eeg``
        unless its stem is also a depth shaft in this recording, i.e. has at least three
        contacts outside the 10-20 numbers (``F1..F12`` makes ``F3`` SEEG);
-    5. a neural type in channels.tsv (SEEG, ECOG, EEG) or from the reader (FIF knows);
+    5. the type in channels.tsv (SEEG, ECOG, EEG, MISC: an ``EKG1`` typed MISC is ECG by
+       step 4) or from the reader (FIF knows);
     6. the site's default type.
     """
     cfg = config or ChannelConfig()
@@ -183,7 +189,7 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
         out.append(
             cfg.types.get(key.raw) or cfg.types.get(key.channel)
             or next((t for p, t in site_patterns if p.search(key.channel)), None)
-            or (tsv_norm if tsv_norm and tsv_norm not in _NEURAL else None)
+            or (tsv_norm if tsv_norm and tsv_norm not in _NEURAL + ("misc",) else None)
             or (key.type_hint if key.type_hint and key.type_hint not in _NEURAL else None)
             or _type_from_name(key, contacts_per_stem)
             or (tsv_norm if tsv_norm else None)

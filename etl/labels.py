@@ -201,8 +201,8 @@ def _from_source(src: LabelSource, spec: RecordingSpec, keys: Sequence[ChannelKe
             return {}
         out: dict[str, list[bool | None]] = {}
         for target, column in (("soz", src.soz_column), ("resected", src.resected_column)):
-            if column is None or column not in row:
-                continue
+            if column is None or column not in row or not (row.get(column) or "").strip():
+                continue  # an empty cell is "no label" (e.g. not operated), not "none"
             try:
                 listed = expand_contacts(row.get(column))
             except ValueError as err:

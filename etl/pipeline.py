@@ -184,9 +184,11 @@ def _dedupe(keys: list[ChannelKey]) -> tuple[list[ChannelKey], list[int], list[s
     """
     base_of: dict[int, str] = {}
     for i, k in enumerate(keys):
+        # MNE numbers the copies of a repeated label from -0; electrode-contact names of
+        # real files (HUP "LAF14-1".."LAF14-8") start at -1 and are not duplicates.
         match = re.match(r"^(.*)-(\d+)$", k.raw)
-        if match and any(o.raw in (f"{match[1]}-0", f"{match[1]}-1") for j, o in enumerate(keys)
-                         if j != i):
+        raws = {o.raw for o in keys}
+        if match and f"{match[1]}-0" in raws and f"{match[1]}-1" in raws:
             base_of[i] = match[1]
     fixed = list(keys)
     for i, base in base_of.items():
@@ -286,6 +288,11 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
         tsv_types = [(tsv_by_raw.get(n) or {}).get("type") for n in rec.names]
         types = infer_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
                             config=config.channels)
+        # Shaft and contact index describe intracranial contacts only (C3 is a scalp
+        # position, EKG1 a lead).
+        keys = [k if t in ("seeg", "ecog") else ChannelKey(k.raw, k.channel, None, None,
+                                                             k.type_hint)
+                for k, t in zip(keys, types)]
         labels = derive_labels(spec, keys, config, channels_rows=channels_rows,
                                events_rows=events_rows)
         result.messages.extend(labels.warnings)

@@ -25,6 +25,11 @@ def clean(value: str | None) -> str | None:
     return None if value.lower() in NA_VALUES else value
 
 
+#: Columns whose cells are identifiers, never missing-value markers: ds003029 sub-pt01 has a
+#: channel literally named ``N/A``.
+VERBATIM_COLUMNS = frozenset({"name"})
+
+
 def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[str, str | None]]:
     """Rows of a TSV or CSV file as dicts of cleaned strings.
 
@@ -32,6 +37,10 @@ def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[st
     ----------
     path : str | Path
         The file. ``delimiter`` defaults to tab for ``.tsv`` and comma otherwise.
+
+    Notes
+    -----
+    Cells of :data:`VERBATIM_COLUMNS` are only stripped (an empty one becomes ``None``).
     """
     path = Path(path)
     try:
@@ -54,7 +63,8 @@ def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[st
         if len(row) > len(header):
             raise TableError(f"{path}: line {i} has {len(row)} cells, header has {len(header)}")
         row = row + [""] * (len(header) - len(row))
-        out.append({h: clean(v) for h, v in zip(header, row)})
+        out.append({h: (v.strip() or None) if h in VERBATIM_COLUMNS else clean(v)
+                    for h, v in zip(header, row)})
     return out
 
 

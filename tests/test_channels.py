@@ -24,6 +24,8 @@ def test_split_contact() -> None:
     assert split_contact("L'12") == ("L'", 12)
     assert split_contact("LA1") == ("LA", 1)
     assert split_contact("EVENT") == (None, None)
+    assert split_contact("LAF14-3") == ("LAF14", 3)
+    assert split_contact("LAH1-LAH2") == ("LAH", 1)
 
 
 def test_case_collisions_keep_case() -> None:
