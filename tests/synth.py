@@ -24,28 +24,27 @@ PLANTED_BIRTH = dt.date(1961, 3, 2)
 def write_edf(path: Path, data: np.ndarray, sfreq: float, names: Sequence[str], *,
               annotations: Sequence[tuple[float, float, str]] = (),
               patient_name: str = PLANTED_NAME) -> Path:
-    """A small EDF+ file (microvolts in ``data``) with identifying header fields planted."""
-    import edfio
+    """A small EDF+ file (microvolts in ``data``) with identifying header fields planted,
+    written with the project's own streaming EDF writer."""
+    from sozstore.phantom.edf import EdfAnnotation, EdfSignal, EdfWriter
 
     signals = []
     for row, name in zip(data, names):
         lo, hi = float(np.nanmin(row)), float(np.nanmax(row))
         if hi - lo < 1e-3:
             lo, hi = lo - 1.0, hi + 1.0
-        signals.append(edfio.EdfSignal(np.nan_to_num(row).astype(np.float64), sfreq,
-                                       label=name, physical_dimension="uV",
-                                       physical_range=(lo, hi)))
-    edf = edfio.Edf(
-        signals,
-        patient=edfio.Patient(code=PLANTED_CODE, sex="M", birthdate=PLANTED_BIRTH,
-                              name=patient_name),
-        recording=edfio.Recording(startdate=dt.date(2019, 5, 17),
-                                  hospital_administration_code="CHU-EEG-3"),
-        starttime=dt.time(13, 47, 11),
-        annotations=[edfio.EdfAnnotation(o, d or None, t) for o, d, t in annotations],
-    )
+        signals.append(EdfSignal(label=name, physical_min=lo, physical_max=hi))
+    birth = PLANTED_BIRTH.strftime("%d-%b-%Y").upper()
     path.parent.mkdir(parents=True, exist_ok=True)
-    edf.write(path)
+    with EdfWriter(path, signals, sfreq=sfreq,
+                   patient=f"{PLANTED_CODE} M {birth} {patient_name}",
+                   recording="Startdate 17-MAY-2019 CHU-EEG-3 X X",
+                   start=dt.datetime(2019, 5, 17, 13, 47, 11),
+                   annotations=[EdfAnnotation(o, t, d or None) for o, d, t in annotations]
+                   ) as writer:
+        step = int(sfreq * 10)
+        for i in range(0, data.shape[1], step):
+            writer.write(np.nan_to_num(data[:, i:i + step]))
     return path
 
 
