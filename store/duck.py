@@ -37,8 +37,9 @@ def _empty_view_sql(name: str, schema: pa.Schema) -> str:
             t = "BIGINT"
         elif pa.types.is_boolean(field.type):
             t = "BOOLEAN"
-        elif pa.types.is_list(field.type):
-            t = "VARCHAR[]"
+        elif pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type):
+            inner = field.type.value_type
+            t = "FLOAT[]" if pa.types.is_floating(inner) else "VARCHAR[]"
         else:
             t = "VARCHAR"
         cols.append(f"CAST(NULL AS {t}) AS \"{field.name}\"")
@@ -67,9 +68,31 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
                         "union_by_name = true, hive_partitioning = false)")
         else:
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
+    _feature_views(con, layout)
     for name, sql in (extra_views or {}).items():
         con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
     return con
+
+
+def _feature_views(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> None:
+    """One view per feature table at its current version (``spikes``), one per stored
+    version (``spikes_v1``); an empty typed view when the store has none yet."""
+    from sozstore.etl.features.registry import FEATURE_SETS
+
+    root = layout.root / "features"
+    for fs in FEATURE_SETS.values():
+        for table, schema in fs.tables.items():
+            versions = sorted(int(p.name[1:]) for p in (root / table).glob("v*")
+                              if p.name[1:].isdigit()) if (root / table).exists() else []
+            for version in versions:
+                files = root / table / f"v{version}" / "site=*" / "subject=*" / "*.parquet"
+                con.execute(f"CREATE VIEW \"{table}_v{version}\" AS SELECT * FROM read_parquet("
+                            f"{_sql_string(str(files))}, union_by_name = true, "
+                            "hive_partitioning = false)")
+            if fs.version in versions:
+                con.execute(f"CREATE VIEW \"{table}\" AS SELECT * FROM \"{table}_v{fs.version}\"")
+            else:
+                con.execute(_empty_view_sql(table, schema))
 
 
 def check_read_only(sql: str) -> None:
@@ -82,6 +105,21 @@ def check_read_only(sql: str) -> None:
         raise QueryError(f"expected one statement, got {len(statements)}")
     if statements[0].type != duckdb.StatementType.SELECT:
         raise QueryError(f"only SELECT queries are allowed (got {statements[0].type.name})")
+
+
+def run_named(store: str | Path, name: str, params: Mapping[str, str] | None = None
+              ) -> pa.Table:
+    """Run a named query shipped in ``sql/`` with its parameters bound."""
+    from sozstore.sql import NamedQueryError, named_queries
+
+    queries = named_queries()
+    if name not in queries:
+        raise QueryError(f"no named query {name!r}; known: {', '.join(queries)}")
+    try:
+        bound = queries[name].bind(dict(params or {}))
+    except NamedQueryError as err:
+        raise QueryError(str(err)) from None
+    return run_query(store, queries[name].sql, bound)
 
 
 def run_query(store: str | Path, sql: str, params: Mapping[str, Any] | None = None

@@ -66,8 +66,10 @@ def etl(
     report: Annotated[Optional[Path], typer.Option(
         help="Also write the run report as JSON to this file.")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar per recording.")] = True,
+    with_features: Annotated[bool, typer.Option(
+        "--features/--no-features", help="Compute the default feature sets at the end.")] = True,
 ) -> None:
-    """Ingest one site's recordings into the store.
+    """Ingest one site's recordings into the store, then compute the default feature sets.
 
     Exit code: 0 success, 1 partial success (some recordings failed), 2 nothing ingested or
     the config is invalid.
@@ -84,7 +86,18 @@ def etl(
     print_report(result)
     if report is not None:
         report.write_text(json.dumps(result.to_dict(), indent=2))
-    raise typer.Exit(result.exit_code)
+    code = result.exit_code
+    if with_features and code < 2:
+        from sozstore.etl.features.engine import compute_features
+
+        feats = compute_features(store, site=config.name, workers=workers, progress=progress)
+        console.print(f"features: {len(feats.computed)} partition(s) computed, "
+                      f"{len(feats.up_to_date)} up to date, {len(feats.failed)} failed "
+                      f"({feats.channel_hours:.2f} channel-hours in {feats.seconds:.1f} s)")
+        for line in feats.failed:
+            console.print(f"FAILED features {line}", markup=False, soft_wrap=True)
+        code = max(code, 1 if feats.failed else 0)
+    raise typer.Exit(code)
 
 
 def print_report(report: "RunReport") -> None:  # noqa: F821 - imported lazily
@@ -108,17 +121,31 @@ def print_report(report: "RunReport") -> None:  # noqa: F821 - imported lazily
 
 @app.command()
 def query(
-    sql: Annotated[Optional[str], typer.Argument(help="A SELECT statement.")] = None,
+    what: Annotated[Optional[str], typer.Argument(
+        help="A named query (see --list) or a SELECT statement.")] = None,
     store: Annotated[Path, typer.Option("--store", help="Store root.")] = Path("store"),
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
     param: Annotated[Optional[list[str]], typer.Option(
-        "--param", help="Bound parameter k=v, used as $k in the SQL.")] = None,
+        "--param", help="Parameter k=v, bound (never pasted) as $k.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the result to this file instead of the terminal.")] = None,
+    list_queries: Annotated[bool, typer.Option("--list", help="List the named queries.")] = False,
 ) -> None:
-    """Run a read-only SQL query over the store's catalog views."""
-    from sozstore.store.duck import QueryError, run_query
+    """Run a named query or a read-only SELECT over the store's catalog and feature views."""
+    from sozstore.sql import named_queries
+    from sozstore.store.duck import QueryError, run_named, run_query
 
-    if sql is None:
-        err_console.print("[red]error:[/red] give a SQL query")
+    if list_queries:
+        table = Table(title="named queries")
+        for col in ("name", "parameters", "description"):
+            table.add_column(col, overflow="fold")
+        for q in named_queries().values():
+            params = ", ".join(f"{p.name} {p.type}={p.default}" for p in q.params)
+            table.add_row(q.name, params, q.description)
+        console.print(table)
+        return
+    if what is None:
+        err_console.print("[red]error:[/red] give a named query or a SELECT (see --list)")
         raise typer.Exit(2)
     params = {}
     for item in param or []:
@@ -128,34 +155,103 @@ def query(
             raise typer.Exit(2)
         params[key] = value
     try:
-        result = run_query(store, sql, params)
+        if what in named_queries():
+            result = run_named(store, what, params)
+        else:
+            result = run_query(store, what, params)
     except QueryError as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    emit_table(result, fmt)
+    emit_table(result, fmt, out=out)
 
 
-def emit_table(result: "pa.Table", fmt: str) -> None:  # noqa: F821
-    """Print an Arrow table as a rich table, CSV or JSON lines."""
+def emit_table(result: "pa.Table", fmt: str, *, out: Path | None = None) -> None:  # noqa: F821
+    """Write an Arrow table as a rich table, CSV, JSON or Parquet (to ``out`` or stdout)."""
     import polars as pl
+    import pyarrow.parquet as pq
 
+    if fmt == "parquet":
+        if out is None:
+            err_console.print("[red]error:[/red] --format parquet needs --out FILE")
+            raise typer.Exit(2)
+        pq.write_table(result, out, compression="zstd")
+        return
     frame = pl.from_arrow(result)
     assert isinstance(frame, pl.DataFrame)
     if fmt == "csv":
-        sys.stdout.write(frame.write_csv())
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items()
+                                   if t.is_nested())
+        text = frame.write_csv()
     elif fmt == "json":
-        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, indent=1) + "\n")
+        text = json.dumps(frame.to_dicts(), default=str, indent=1) + "\n"
     elif fmt == "table":
+        if out is not None:
+            err_console.print("[red]error:[/red] --out needs --format csv, json or parquet")
+            raise typer.Exit(2)
         table = Table(show_lines=False)
         for name in frame.columns:
             table.add_column(name, overflow="fold")
         for row in frame.iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                            for v in row))
         console.print(table)
         console.print(f"{frame.height} row(s)")
+        return
     else:
-        err_console.print(f"[red]error:[/red] unknown format {fmt!r} (table, csv, json)")
+        err_console.print(f"[red]error:[/red] unknown format {fmt!r} (table, csv, json, parquet)")
         raise typer.Exit(2)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def features(
+    store: Annotated[Path, typer.Option("--store", help="Store root.")],
+    set_: Annotated[Optional[str], typer.Option(
+        "--set", help="Comma-separated feature sets (default: the default sets).")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Only this site.")] = None,
+    subject: Annotated[Optional[str], typer.Option(help="Only this subject.")] = None,
+    workers: Annotated[int, typer.Option(help="Recordings computed in parallel.")] = 1,
+    clip_s: Annotated[float, typer.Option(help="Clip length in seconds.")] = 5.0,
+    list_: Annotated[bool, typer.Option("--list", help="Show what the store holds.")] = False,
+    remove: Annotated[Optional[str], typer.Option(
+        help="Remove one stored version, NAME@VERSION (e.g. spikes@1).")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+) -> None:
+    """Compute versioned feature tables from the store's signals (or --list / --remove)."""
+    from sozstore.etl.features.engine import compute_features, list_features, remove_version
+    from sozstore.etl.features.registry import DEFAULT_SETS, FEATURE_SETS
+
+    if list_:
+        frame = list_features(store)
+        emit_table(frame.to_arrow(), "table")
+        console.print(f"sets: {', '.join(FEATURE_SETS)} (default: {', '.join(DEFAULT_SETS)})")
+        return
+    if remove:
+        name, _, version = remove.partition("@")
+        if not version.isdigit():
+            err_console.print("[red]error:[/red] --remove wants NAME@VERSION")
+            raise typer.Exit(2)
+        removed = remove_version(store, name, int(version))
+        console.print(f"removed {len(removed)} table version(s)")
+        return
+    try:
+        report = compute_features(store, sets=set_.split(",") if set_ else None, site=site,
+                                  subject=subject, workers=workers, clip_s=clip_s,
+                                  progress=progress)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    rate = report.channel_hours / report.seconds if report.seconds else 0.0
+    console.print(f"features: {len(report.computed)} partition(s) computed, "
+                  f"{len(report.up_to_date)} up to date, {len(report.failed)} failed; "
+                  f"{report.channel_hours:.2f} channel-hours in {report.seconds:.1f} s "
+                  f"({rate:.2f} channel-hours/s)")
+    for line in report.failed:
+        console.print(f"FAILED {line}", markup=False, soft_wrap=True)
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()

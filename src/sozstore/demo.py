@@ -7,20 +7,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-CATALOG_SUMMARY = """
-SELECT r.site,
-       count(DISTINCT r.subject)                         AS subjects,
-       count(DISTINCT r.recording_id)                    AS recordings,
-       round(sum(r.duration_s * r.n_channels) / 3600, 2) AS channel_hours,
-       (SELECT count(*) FROM channels c WHERE c.site = r.site)            AS channels,
-       (SELECT count(*) FROM channels c WHERE c.site = r.site AND c.soz)  AS soz_channels,
-       (SELECT count(*) FROM channels c WHERE c.site = r.site AND c.bad)  AS bad_channels,
-       (SELECT count(*) FROM events e WHERE e.site = r.site AND e.kind = 'onset') AS onsets
-FROM recordings r
-GROUP BY r.site
-ORDER BY r.site
-"""
-
 
 def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
              workers: int = 2, console: Console | None = None) -> int:
@@ -29,7 +15,8 @@ def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
     from sozstore.etl.config import load_site_config
     from sozstore.etl.pipeline import run_site
     from sozstore.phantom import PhantomConfig, generate_cohort
-    from sozstore.store.duck import run_query
+    from sozstore.etl.features.engine import compute_features
+    from sozstore.store.duck import run_named
 
     console = console or Console()
     workdir = Path(workdir)
@@ -50,7 +37,15 @@ def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
         report = run_site(load_site_config(toml), store, workers=workers)
         print_report(report)
         worst = max(worst, report.exit_code)
-    console.rule("3. catalog summary (sozstore query)")
-    emit_table(run_query(store, CATALOG_SUMMARY), "table")
+    console.rule("3. features (sozstore features)")
+    feats = compute_features(store, workers=workers)
+    console.print(f"{len(feats.computed)} partitions, {feats.channel_hours:.1f} channel-hours "
+                  f"in {feats.seconds:.1f} s")
+    worst = max(worst, feats.exit_code)
+    console.rule("4. named queries (sozstore query NAME)")
+    for name, params in (("cohort_summary", {}), ("soz_contrast", {}),
+                         ("rate_ranking", {"top": "3"})):
+        console.print(f"[bold]sozstore query {name}[/bold]")
+        emit_table(run_named(store, name, params), "table")
     console.print(f"demo finished in {time.perf_counter() - t0:.1f} s; store at {store}")
     return worst

@@ -1,0 +1,1 @@
+"""Feature sets computed from the store's signals."""

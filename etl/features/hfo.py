@@ -1,0 +1,342 @@
+"""High-frequency oscillation detection (Staba RMS detector) as a pure array function.
+
+Staba R.J. et al., "Quantitative analysis of high-frequency oscillations (80-500 Hz)
+recorded in human epileptic hippocampus and entorhinal cortex", J Neurophysiol
+88:1743-1752, 2002, with the defaults of the STE detector of RIPPLELAB / pyHFO
+(``rms_window=3e-3, min_window=6e-3, min_gap=10e-3, min_osc=6, rms_thres=5,
+peak_thres=3``); see ``shared/reference/models.md`` section 4.4.
+
+Per frequency band (ripple 80-250 Hz, fast ripple 250-500 Hz by default), on all channels
+of a block at once:
+
+1. band-pass with a linear-phase FIR applied without delay (zero phase);
+2. RMS of the band-passed signal in a centred 3-ms sliding window;
+3. threshold ``baseline + rms_threshold_sd * spread`` of the RMS, per channel, from robust
+   statistics of the block (see below);
+4. runs of supra-threshold RMS lasting >= 6 ms are candidates; candidates separated by
+   less than 10 ms are merged;
+5. a candidate is an HFO if it holds >= 6 peaks of the rectified band-passed signal
+   above ``mean + peak_threshold_sd * SD`` of the rectified signal (3 oscillations; the
+   STE form of Staba's "6 peaks greater than 3 SD").
+
+Robust baseline (a deliberate departure from Staba's mean + 5 SD)
+    Staba's threshold uses the mean and SD of the RMS over the epoch. In a contact of the
+    onset zone that fires HFOs (and spikes, whose sharp edges also pass the HFO filter)
+    many times a minute, those events inflate the SD and the detector goes blind exactly
+    where HFOs are most frequent. Here the baseline is the per-channel median of the RMS
+    and the spread is ``1.4826 * MAD`` of the RMS; samples above the channel's 99th
+    percentile of the RMS are left out first, so the largest events do not even enter
+    the statistics, and the median and MAD hardly move while events fill a few percent
+    of the block. On event-free Gaussian noise the result is close to Staba's: with a
+    3-ms window, median + 5 MAD-SDs is about 3.05 band SDs against 3.15 for mean + 5 SD
+    (the RMS of so short a window is skewed). The peak criterion uses the same idea: the
+    mean and SD of the rectified signal are those of ``|N(0, s)|`` with ``s = 1.4826 *
+    median(|y|)``, i.e. ``mean + 3 SD = 2.61 s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+__all__ = ["DEFAULT_BANDS", "HfoEvents", "detect_hfos"]
+
+#: Default bands (Hz) and the ``kind`` each one reports.
+DEFAULT_BANDS: dict[str, tuple[float, float]] = {
+    "ripple": (80.0, 250.0),
+    "fast_ripple": (250.0, 500.0),
+}
+#: Upper band edges are clipped to this fraction of the sampling rate (filter roll-off).
+_NYQUIST_FRACTION = 0.45
+#: A band narrower than this (Hz) after clipping is skipped.
+_MIN_BANDWIDTH_HZ = 50.0
+#: FIR design: stopband attenuation (dB) and transition width (fraction of the low edge,
+#: capped in Hz) of the Kaiser-window band-pass.
+_FIR_ATTENUATION_DB = 50.0
+_FIR_TRANSITION_FRACTION, _FIR_TRANSITION_MAX_HZ = 0.2, 20.0
+#: MAD -> SD of a Gaussian.
+_MAD_TO_SD = 1.4826
+#: Mean and SD of |y| for a zero-mean Gaussian y of unit SD.
+_RECT_MEAN, _RECT_SD = float(np.sqrt(2.0 / np.pi)), float(np.sqrt(1.0 - 2.0 / np.pi))
+#: Samples above this quantile of the RMS are left out of the baseline statistics.
+_BASELINE_QUANTILE = 0.99
+#: A channel whose robust SD of the band-passed signal is below this (microvolts) is flat.
+_FLAT_SD_UV = 1e-4
+
+
+@dataclass(frozen=True)
+class HfoEvents:
+    """Detected HFOs, one entry per event in parallel arrays.
+
+    Attributes
+    ----------
+    channel : numpy.ndarray of int64, shape (n_events,)
+        Row index into the ``x`` given to :func:`detect_hfos`.
+    start_s, end_s : numpy.ndarray of float64, shape (n_events,)
+        First and last sample (inclusive) of the event's supra-threshold RMS, seconds from
+        the first sample of ``x``.
+    peak_s : numpy.ndarray of float64, shape (n_events,)
+        Time of the largest ``|band-passed|`` sample inside the event.
+    amplitude : numpy.ndarray of float64, shape (n_events,)
+        That largest ``|band-passed|`` value, microvolts.
+    kind : numpy.ndarray of str, shape (n_events,)
+        The band's name: ``"ripple"`` or ``"fast_ripple"`` with the default bands.
+
+    Events are sorted by peak time, then channel. Each band is detected independently,
+    so a burst near a shared band edge (about 250 Hz) may be reported once per band.
+    """
+
+    channel: NDArray[np.int64]
+    start_s: NDArray[np.float64]
+    end_s: NDArray[np.float64]
+    peak_s: NDArray[np.float64]
+    amplitude: NDArray[np.float64]
+    kind: NDArray[np.str_]
+
+    def __len__(self) -> int:
+        """Number of events."""
+        return int(self.channel.size)
+
+
+def detect_hfos(
+    x: NDArray[np.floating],
+    sfreq: float,
+    *,
+    bands: dict[str, tuple[float, float]] | None = None,
+    rms_window_s: float = 3e-3,
+    rms_threshold_sd: float = 5.0,
+    min_duration_s: float = 6e-3,
+    min_gap_s: float = 10e-3,
+    min_oscillations: int = 6,
+    peak_threshold_sd: float = 3.0,
+    edge_s: float = 0.5,
+    bandwidth_hz: float | None = None,
+) -> HfoEvents:
+    """Detect ripples and fast ripples in a block of SEEG with the Staba RMS detector.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_channels, n_samples)
+        Signal in microvolts at ``sfreq`` (a 1-D array is one channel). A channel with
+        any NaN sample in the block produces no detection (the filters and the baseline
+        are undefined across a gap; a zero-filled gap would ring in the HFO bands).
+    sfreq : float
+        Sampling rate of ``x`` in Hz.
+    bands : dict of str to (float, float), optional
+        ``kind -> (low, high)`` in Hz; default :data:`DEFAULT_BANDS`. Each upper edge is
+        clipped to ``0.45 * sfreq`` (and to ``0.9 * bandwidth_hz``); a band left narrower
+        than 50 Hz is skipped (at the store's 1 kHz: ripples 80-250, fast ripples 250-450).
+    rms_window_s : float
+        Length of the sliding RMS window (3 ms).
+    rms_threshold_sd : float
+        RMS threshold in robust SDs above the robust baseline (see the module notes).
+    min_duration_s : float
+        Shortest run of supra-threshold RMS kept as a candidate (6 ms).
+    min_gap_s : float
+        Candidates separated by less than this are merged (10 ms).
+    min_oscillations : int
+        Least number of rectified peaks above ``peak_threshold_sd`` (6, i.e. 3 cycles).
+    peak_threshold_sd : float
+        Peak threshold in SDs above the mean of the rectified band-passed signal (both
+        from a robust SD; 3 gives 2.61 robust SDs of the band-passed signal).
+    edge_s : float
+        Events whose peak lies within this many seconds of either end of ``x`` are
+        dropped (FIR transients reach ``numtaps / 2`` samples, < 0.1 s for the defaults).
+    bandwidth_hz : float, optional
+        Analogue bandwidth of the recording when it is below ``sfreq / 2`` (the store's
+        ``recordings.bandwidth_hz``: a 512-Hz source resampled to 1 kHz holds nothing
+        above 256 Hz). Bands are then clipped to ``0.9 * bandwidth_hz`` too, so the
+        detector does not look for fast ripples in the anti-alias filter's leakage.
+
+    Returns
+    -------
+    HfoEvents
+        The detected events.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 1-D or 2-D or an option is out of range.
+
+    Notes
+    -----
+    The baseline is computed over the whole block, so blocks should be long enough for
+    the events to be rare in them: 30 s or more (Staba's STE uses 10-min epochs; 60-s
+    blocks are a good compromise). A streaming caller reads each block with margins of
+    at least ``edge_s`` and keeps the events whose ``peak_s`` falls in the block's core.
+    Peak memory is about 8 float64 copies of ``x`` (measured: 230 MB for 64 channels x
+    60 s at 1 kHz); runtime about 0.6 s per channel-hour at 1 kHz, both bands.
+    """
+    data = np.asarray(x, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2:
+        raise ValueError(f"x must be (n_channels, n_samples), got shape {data.shape}")
+    if sfreq <= 0 or rms_window_s <= 0 or min_oscillations < 1:
+        raise ValueError("sfreq, rms_window_s and min_oscillations must be positive")
+    bands = DEFAULT_BANDS if bands is None else bands
+    n_ch, n = data.shape
+    parts: list[_Found] = []
+    if n_ch == 0 or n == 0:
+        return _assemble(parts, sfreq)
+
+    usable = np.isfinite(data).all(axis=1)
+    data = np.where(usable[:, None], data, 0.0)
+    data -= np.median(data, axis=1, keepdims=True)
+    edge = int(round(edge_s * sfreq))
+    top = _NYQUIST_FRACTION * sfreq
+    if bandwidth_hz is not None:
+        top = min(top, 2.0 * _NYQUIST_FRACTION * float(bandwidth_hz))
+    for kind, (lo, hi) in bands.items():
+        lo, hi = float(lo), min(float(hi), top)
+        if lo <= 0 or hi - lo < _MIN_BANDWIDTH_HZ:
+            continue
+        y = _fir_bandpass(data, sfreq, lo, hi)
+        ch, start, stop, peak, amp = _detect_band(
+            y, sfreq, usable,
+            rms_window=max(1, int(round(rms_window_s * sfreq))),
+            rms_k=rms_threshold_sd,
+            min_len=max(1, int(round(min_duration_s * sfreq))),
+            min_gap=int(round(min_gap_s * sfreq)),
+            min_osc=min_oscillations,
+            peak_k=peak_threshold_sd,
+        )
+        keep = (peak >= edge) & (peak < n - edge)
+        parts.append(_Found(kind, ch[keep], start[keep], stop[keep], peak[keep], amp[keep]))
+    return _assemble(parts, sfreq)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Events of one band, in samples (``stop`` exclusive)."""
+
+    kind: str
+    channel: NDArray[np.int64]
+    start: NDArray[np.int64]
+    stop: NDArray[np.int64]
+    peak: NDArray[np.int64]
+    amplitude: NDArray[np.float64]
+
+
+def _assemble(parts: list[_Found], sfreq: float) -> HfoEvents:
+    if not parts:
+        parts = [_Found("ripple", *(np.zeros(0, dtype=np.int64),) * 4, np.zeros(0))]
+    channel = np.concatenate([p.channel for p in parts]).astype(np.int64)
+    start = np.concatenate([p.start for p in parts])
+    stop = np.concatenate([p.stop for p in parts])
+    peak = np.concatenate([p.peak for p in parts])
+    amplitude = np.concatenate([p.amplitude for p in parts]).astype(np.float64)
+    kind = np.concatenate([np.full(p.channel.size, p.kind) for p in parts]).astype(np.str_)
+    order = np.lexsort((channel, peak))
+    return HfoEvents(
+        channel=channel[order],
+        start_s=start[order] / sfreq,
+        end_s=(stop[order] - 1) / sfreq,
+        peak_s=peak[order] / sfreq,
+        amplitude=amplitude[order],
+        kind=kind[order],
+    )
+
+
+def _fir_bandpass(data: NDArray[np.float64], sfreq: float, lo: float, hi: float
+                  ) -> NDArray[np.float64]:
+    """Kaiser-window FIR band-pass, applied centred (zero phase, no delay).
+
+    A type-I (odd, symmetric) FIR convolved in ``same`` mode is exactly zero phase, so
+    event times need no correction; overlap-add convolution keeps it O(n log m) for all
+    channels at once.
+    """
+    width = min(_FIR_TRANSITION_FRACTION * lo, _FIR_TRANSITION_MAX_HZ)
+    numtaps, beta = signal.kaiserord(_FIR_ATTENUATION_DB, width / (0.5 * sfreq))
+    numtaps |= 1  # odd length: integer group delay, removed by the centred convolution
+    hi_edge = min(hi, 0.5 * sfreq - 0.5 * width)
+    taps = signal.firwin(numtaps, [lo, hi_edge], pass_zero=False, window=("kaiser", beta),
+                         fs=sfreq)
+    return signal.oaconvolve(data, taps[None, :], mode="same", axes=-1)
+
+
+def _detect_band(y: NDArray[np.float64], sfreq: float, usable: NDArray[np.bool_], *,
+                 rms_window: int, rms_k: float, min_len: int, min_gap: int, min_osc: int,
+                 peak_k: float) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                         NDArray[np.int64], NDArray[np.int64],
+                                         NDArray[np.float64]]:
+    """Staba's steps 2-5 on one band-passed block ``y`` of shape (n_ch, n).
+
+    Returns channel, start, stop (exclusive), peak sample and peak ``|y|`` per event.
+    """
+    n_ch, n = y.shape
+    # centred moving RMS from a cumulative sum of squares (O(1) per sample); zero
+    # padding plus a per-sample count keeps the ends unbiased and the indexing a slice
+    half = rms_window // 2
+    c = np.zeros((n_ch, n + rms_window))
+    np.cumsum(y * y, axis=1, out=c[:, half + 1:half + 1 + n])
+    c[:, half + 1 + n:] = c[:, half + n:half + n + 1]
+    count = (np.minimum(np.arange(n) - half + rms_window, n)
+             - np.maximum(np.arange(n) - half, 0))
+    rms = c[:, rms_window:] - c[:, :n]
+    del c
+    np.maximum(rms, 0.0, out=rms)
+    rms /= count
+    np.sqrt(rms, out=rms)
+
+    # robust per-channel baseline (module notes): median and MAD of the RMS below its
+    # 99th percentile; NaN-masking the top keeps it vectorised across channels
+    cut = np.quantile(rms, _BASELINE_QUANTILE, axis=1, keepdims=True)
+    low = np.where(rms <= cut, rms, np.nan)
+    base = np.nanmedian(low, axis=1)
+    spread = _MAD_TO_SD * np.nanmedian(np.abs(low - base[:, None]), axis=1)
+    thr = base + rms_k * spread
+    sd_y = _MAD_TO_SD * np.median(np.abs(y), axis=1)
+    usable = usable & (sd_y > _FLAT_SD_UV)
+    # STE peak threshold: mean + k SD of the RECTIFIED signal, i.e. for Gaussian y of SD
+    # s: (sqrt(2/pi) + k sqrt(1 - 2/pi)) s = 2.61 s for k = 3, with s estimated robustly
+    pthr = ((_RECT_MEAN + peak_k * _RECT_SD) * sd_y)[:, None]
+
+    above = (rms > thr[:, None]) & usable[:, None]
+    padded = np.zeros((n_ch, n + 2), dtype=np.int8)
+    padded[:, 1:-1] = above
+    step = np.diff(padded, axis=1)
+    ch, start = np.nonzero(step == 1)  # row-major: sorted by channel then time, and ...
+    _, stop = np.nonzero(step == -1)   # ... the k-th stop closes the k-th start
+    long_enough = stop - start >= min_len
+    ch, start, stop = ch[long_enough], start[long_enough], stop[long_enough]
+    empty = (np.zeros(0, dtype=np.int64),) * 4 + (np.zeros(0),)
+    if ch.size == 0:
+        return empty
+
+    # merge candidates of one channel separated by less than min_gap samples
+    new = np.ones(ch.size, dtype=bool)
+    new[1:] = (ch[1:] != ch[:-1]) | (start[1:] - stop[:-1] >= min_gap)
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], ch.size) - 1
+    ch, start, stop = ch[first], start[first], stop[last]
+
+    # rectified peaks: local maxima of y above +k SD and local minima below -k SD (each
+    # half cycle once, even at 2-3 samples per cycle where |y| maxima would be ambiguous)
+    inner = y[:, 1:-1]
+    is_peak = np.zeros((n_ch, n), dtype=bool)
+    is_peak[:, 1:-1] = (((inner > y[:, :-2]) & (inner >= y[:, 2:]) & (inner > pthr))
+                        | ((inner < y[:, :-2]) & (inner <= y[:, 2:]) & (inner < -pthr)))
+    cum = np.zeros((n_ch, n + 1), dtype=np.int64)
+    np.cumsum(is_peak, axis=1, out=cum[:, 1:])
+    n_peaks = cum[ch, stop] - cum[ch, start]
+    ok = n_peaks >= min_osc
+    ch, start, stop = ch[ok], start[ok], stop[ok]
+    if ch.size == 0:
+        return empty
+
+    # largest |y| of each event: gather every event's samples into one flat array
+    lengths = stop - start
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    pos = np.arange(int(lengths.sum())) - np.repeat(offsets - start, lengths)
+    vals = np.abs(y[np.repeat(ch, lengths), pos])
+    amp = np.maximum.reduceat(vals, offsets)
+    is_max = vals >= np.repeat(amp, lengths)
+    owner = np.repeat(np.arange(ch.size), lengths)
+    _, first_max = np.unique(owner[is_max], return_index=True)
+    peak = pos[np.flatnonzero(is_max)[first_max]]
+    return (ch.astype(np.int64), start.astype(np.int64), stop.astype(np.int64),
+            peak.astype(np.int64), amp.astype(np.float64))

@@ -1,0 +1,230 @@
+"""Feature tables: correctness against NumPy/SciPy/pywt references, NaN and flat clips,
+versions and fingerprints, atomic partitions, and SQL over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import polars as pl
+import pytest
+import pywt
+import scipy.fft
+import scipy.signal
+
+from synth import manifest_site, seeg_like, write_edf
+from sozstore.etl.config import load_site_config
+from sozstore.etl.features import engine, registry
+from sozstore.etl.features.engine import compute_features, list_features, remove_version
+from sozstore.etl.pipeline import run_site
+from sozstore.sql import named_queries
+from sozstore.store.catalog import read_table
+from sozstore.store.duck import QueryError, connect, run_named, run_query
+from sozstore.store.signals import open_signals
+
+NAMES = ["A1", "A2", "A3", "B1", "B2", "B3"]
+ALL = ["spectrum", "bandpower", "spikes", "hfo", "wpt", "adjacency"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("featsite")
+    write_edf(root / "a1.edf", seeg_like(6, 31.0, 1000.0, 1), 1000.0, NAMES)
+    flat = seeg_like(6, 26.0, 1000.0, 2)
+    flat[4] = 7.0
+    write_edf(root / "a2.edf", flat, 1000.0, NAMES)
+    data = seeg_like(6, 22.0, 1000.0, 3) * 1e-6
+    data[1, 7200:7300] = np.nan  # inside the second 5-s clip
+    mne.io.RawArray(data, mne.create_info(NAMES, 1000.0, "seeg"), verbose=False).save(
+        root / "b1_raw.fif", verbose=False)
+    rows = [{"file": "a1.edf", "patient": "A", "recording": "r1", "soz": "A1-2"},
+            {"file": "a2.edf", "patient": "A", "recording": "r2", "soz": "A1-2"},
+            {"file": "b1_raw.fif", "patient": "B", "recording": "r1", "soz": "B1"}]
+    toml = manifest_site(root, rows, name="feat")
+    out = tmp_path_factory.mktemp("featstore")
+    assert run_site(load_site_config(toml), out, progress=False).exit_code == 0
+    report = compute_features(out, sets=ALL, progress=False)
+    assert report.exit_code == 0, report.failed
+    return out
+
+
+def _rec(store: Path, source_path: str = "a1.edf") -> dict:
+    return read_table(store, "recordings").filter(
+        pl.col("source_path") == source_path).row(0, named=True)
+
+
+def _clip(store: Path, rec: dict, start: float, channel: str | None = None) -> np.ndarray:
+    sig = open_signals(store / rec["zarr_path"])
+    data = sig.read(start, start + 5.0, None if channel is None else [channel])
+    return data.astype(np.float64)
+
+
+def _feature(store: Path, table: str, rec: dict) -> pl.DataFrame:
+    return pl.from_arrow(run_query(store, f"SELECT * FROM {table} WHERE recording_id = $r",
+                                   {"r": rec["recording_id"]}))
+
+
+def test_spectrum_equals_scipy(store: Path) -> None:
+    rec = _rec(store)
+    spec = _feature(store, "spectrum", rec).filter(
+        (pl.col("channel") == "A2") & (pl.col("clip_start_s") == 10.0))
+    x = _clip(store, rec, 10.0, "A2")[0]
+    ref = np.log10(np.abs(scipy.fft.rfft(x))[1:2501] + 1e-12)
+    got = np.asarray(spec["spectrum"][0], dtype=np.float64)
+    assert got.shape == (2500,)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_adjacency_equals_corrcoef(store: Path) -> None:
+    rec = _rec(store)
+    adj = _feature(store, "adjacency", rec).filter(pl.col("clip_start_s") == 5.0)
+    x = _clip(store, rec, 5.0)
+    ref = np.corrcoef(x)
+    assert adj.height == 15  # 6 channels: upper triangle
+    for row in adj.iter_rows(named=True):
+        i, j = NAMES.index(row["channel_i"]), NAMES.index(row["channel_j"])
+        assert i < j
+        assert row["r"] == pytest.approx(ref[i, j], abs=1e-5)
+
+
+def test_wpt_equals_pywt(store: Path) -> None:
+    rec = _rec(store)
+    wpt = _feature(store, "wpt", rec).filter(
+        (pl.col("channel") == "B3") & (pl.col("clip_start_s") == 15.0))
+    x = _clip(store, rec, 15.0, "B3")[0]
+    nodes = pywt.WaveletPacket(x, "db4", mode="symmetric", maxlevel=5).get_level(5, "freq")
+    energy = np.array([np.sum(n.data ** 2) for n in nodes])
+    np.testing.assert_allclose(np.asarray(wpt["log_energy"][0]), np.log(energy), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(wpt["relative_energy"][0]), energy / energy.sum(),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_bandpower_equals_periodogram(store: Path) -> None:
+    rec = _rec(store)
+    bp = _feature(store, "bandpower", rec).filter(
+        (pl.col("channel") == "A1") & (pl.col("clip_start_s") == 0.0))
+    x = _clip(store, rec, 0.0, "A1")[0]
+    f, pxx = scipy.signal.periodogram(x, fs=1000.0, detrend="constant")
+    for band, (lo, hi) in registry.kernels.BANDS.items():
+        sel = (f >= lo) & (f < hi)
+        assert bp[band][0] == pytest.approx(pxx[sel].sum() * (f[1] - f[0]), rel=1e-4)
+    assert bp["line_length"][0] == pytest.approx(np.abs(np.diff(x)).mean(), rel=1e-5)
+
+
+def test_rows_carry_keys_and_join_catalog(store: Path) -> None:
+    con = connect(store)
+    n = con.execute("SELECT count(*) FROM bandpower b JOIN channels c USING (recording_id, channel)"
+                ).fetchone()[0]
+    total = con.execute("SELECT count(*) FROM bandpower").fetchone()[0]
+    clips = con.execute("SELECT sum(floor(duration_s / 5) * n_channels) FROM recordings").fetchone()[0]
+    assert n == total == clips
+    cols = set([d[0] for d in con.execute("SELECT * FROM spikes LIMIT 0").description])
+    assert {"site", "subject", "recording_id", "channel", "clip_start_s"} <= cols
+
+
+def test_nan_and_flat_clips_flagged(store: Path) -> None:
+    nan_rec = _rec(store, "b1_raw.fif")
+    for table in ("bandpower", "spectrum", "wpt", "spikes", "hfo"):
+        rows = _feature(store, table, nan_rec).filter(pl.col("channel") == "A2")
+        bad = rows.filter(pl.col("clip_start_s") == 5.0)
+        good = rows.filter(pl.col("clip_start_s") == 10.0)
+        assert bad["valid"].to_list() == [False] and bad["flag"].to_list() == ["nan"], table
+        assert good["valid"].to_list() == [True], table
+    bp = _feature(store, "bandpower", nan_rec).filter(
+        (pl.col("channel") == "A2") & (pl.col("clip_start_s") == 5.0))
+    assert np.isnan(bp["gamma"][0]) and np.isnan(bp["kurtosis"][0])
+    sp = _feature(store, "spikes", nan_rec).filter(
+        (pl.col("channel") == "A2") & (pl.col("clip_start_s") == 5.0))
+    assert sp["spike_count"][0] is None  # missing, not zero
+    flat_rec = _rec(store, "a2.edf")
+    flat = _feature(store, "bandpower", flat_rec).filter(pl.col("channel") == "B2")
+    assert set(flat["flag"]) == {"flat"} and not flat["valid"].any()
+    assert flat["variance"].is_nan().all()
+    adj = _feature(store, "adjacency", flat_rec).filter(
+        (pl.col("channel_i") == "B2") | (pl.col("channel_j") == "B2"))
+    assert adj["r"].is_nan().all()
+
+
+def _files(store: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in (store / "features").rglob("*.parquet")}
+
+
+def test_rerun_skips_and_param_change_recomputes(store: Path) -> None:
+    before = _files(store)
+    again = compute_features(store, sets=ALL, progress=False)
+    assert not again.computed and len(again.up_to_date) == len(ALL) * 2
+    assert _files(store) == before
+    changed = compute_features(store, sets=["spikes"], params={"spikes": {"k1": 5.0}},
+                               progress=False)
+    assert len(changed.computed) == 2
+    listing = list_features(store).filter(pl.col("table") == "spikes")
+    assert '"k1": 5.0' in listing["params"][0]
+    compute_features(store, sets=["spikes"], progress=False)  # back to the defaults
+
+
+def test_new_version_keeps_old_queryable(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = registry.FEATURE_SETS["bandpower"]
+    bumped = registry.FeatureSet(old.name, 2, old.params, old.tables, old.compute, old.margin_s,
+                                 old.modules)
+    monkeypatch.setitem(registry.FEATURE_SETS, "bandpower", bumped)
+    compute_features(store, sets=["bandpower"], progress=False)
+    con = connect(store)
+    v1 = con.execute("SELECT count(*) FROM bandpower_v1").fetchone()[0]
+    v2 = con.execute("SELECT count(*) FROM bandpower_v2").fetchone()[0]
+    current = con.execute("SELECT count(*) FROM bandpower").fetchone()[0]
+    assert v1 == v2 == current > 0
+    listing = list_features(store).filter(pl.col("table") == "bandpower")
+    assert sorted(listing["version"]) == [1, 2]
+    remove_version(store, "bandpower", 2)
+    monkeypatch.undo()
+    assert not (store / "features" / "bandpower" / "v2").exists()
+    assert connect(store).execute("SELECT count(*) FROM bandpower").fetchone()[0] == v1
+
+
+def test_killed_run_leaves_no_partial_partition(store: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("features"))
+    calls = {"n": 0}
+    real = engine.compute_recording
+
+    def dies_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # what a kill looks like mid-subject
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_recording", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        compute_features(copy, sets=["bandpower"], progress=False)
+    visible = list((copy / "features" / "bandpower").glob("v1/site=*/subject=*/*.parquet"))
+    assert visible == []  # subject A had one of two recordings staged: nothing visible
+    monkeypatch.undo()
+    compute_features(copy, sets=["bandpower"], progress=False)
+    a = pl.from_arrow(run_query(copy, "SELECT * FROM bandpower ORDER BY ALL"))
+    b = pl.from_arrow(run_query(store, "SELECT * FROM bandpower ORDER BY ALL"))
+    assert a.equals(b, null_equal=True)
+    assert not list((copy / "features" / "_staging").rglob("*.parquet"))
+
+
+def test_named_queries_answer(store: Path) -> None:
+    for name in named_queries():
+        table = run_named(store, name, {})
+        assert table.num_rows > 0, name
+    ranking = pl.from_arrow(run_named(store, "rate_ranking", {"top": "2", "site": "feat"}))
+    assert ranking["spike_rank"].max() <= 2 or ranking["hfo_rank"].min() <= 2
+
+
+def test_queries_are_read_only_and_bound(store: Path) -> None:
+    for sql in ("DELETE FROM channels", "COPY channels TO 'x.csv'",
+                "CREATE TABLE t AS SELECT 1", "SELECT 1; DROP VIEW channels"):
+        with pytest.raises(QueryError):
+            run_query(store, sql)
+    injected = run_named(store, "cohort_summary", {"site": "feat' OR 1=1 --"})
+    assert injected.num_rows == 0
+    assert run_named(store, "cohort_summary", {"site": "feat"}).num_rows == 1
+    with pytest.raises(QueryError, match="no parameter"):
+        run_named(store, "cohort_summary", {"sight": "feat"})
