@@ -121,8 +121,9 @@ def detect_hfos(
     ----------
     x : array_like, shape (n_channels, n_samples)
         Signal in microvolts at ``sfreq`` (a 1-D array is one channel). A channel with
-        any NaN sample in the block produces no detection (the filters and the baseline
-        are undefined across a gap; a zero-filled gap would ring in the HFO bands).
+        any NaN sample in the block (margins included) produces no detection in the
+        whole block (the filters and the baseline are undefined across a gap; a
+        zero-filled gap would ring in the HFO bands). A flat channel produces none.
     sfreq : float
         Sampling rate of ``x`` in Hz.
     bands : dict of str to (float, float), optional

@@ -103,15 +103,16 @@ def detect_spikes(
     ----------
     x : array_like, shape (n_channels, n_samples)
         Signal in microvolts at ``sfreq`` (a 1-D array is one channel). A channel with
-        any NaN sample in the block produces no detection: the log-normal background and
-        the filters are undefined across a gap, and zero-filling it would create edges
-        that look like spikes.
+        any NaN sample in the block (margins included) produces no detection in the
+        whole block: the log-normal background and the filters are undefined across a
+        gap, and zero-filling it would create edges that look like spikes. A flat channel
+        (median band envelope below 1e-3 microvolt) produces none either.
     sfreq : float
         Sampling rate of ``x`` in Hz; must exceed ``2 * band[1]``.
     mains_hz : float
-        Mains frequency; its harmonics up to ``1.1 * band[1]`` are notched again (a
-        no-op on store signals, which are already notched, but kept so the function is
-        right on raw data too).
+        Mains frequency; its harmonics up to ``1.1 * band[1]`` are notched (Janca's
+        narrow notch). Store signals are already notched, where this is harmless; it
+        keeps the function right on raw data too.
     band : (float, float)
         Pass band of the Chebyshev-II filters in Hz.
     k1 : float

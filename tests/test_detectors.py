@@ -1,0 +1,397 @@
+"""Spike (Janca 2015) and HFO (Staba 2002) detectors.
+
+Unit checks on synthetic noise with injected transients, then recovery of the phantom's
+planted events through the real path: phantom -> ETL -> store -> blocks with margins ->
+detectors, scored against the generator's truth tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+import pytest
+from numpy.typing import NDArray
+from sklearn.metrics import roc_auc_score
+
+from sozstore.etl.config import load_site_config
+from sozstore.etl.features.hfo import HfoEvents, detect_hfos
+from sozstore.etl.features.spikes import SpikeEvents, detect_spikes
+from sozstore.etl.pipeline import run_site
+from sozstore.phantom import PhantomConfig, generate_cohort
+from sozstore.store.catalog import read_table
+from sozstore.store.signals import SignalReader, open_signals
+
+SFREQ = 1000.0
+BG_UV = 30.0
+Events = SpikeEvents | HfoEvents
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+
+
+def _noise(rng: np.random.Generator, n_channels: int, seconds: float,
+           exponent: float) -> NDArray[np.float64]:
+    """Gaussian noise with power ~ 1/f**exponent (0: white, 1: pink), SD ``BG_UV``."""
+    n = int(round(seconds * SFREQ))
+    spec = np.fft.rfft(rng.standard_normal((n_channels, n)), axis=-1)
+    f = np.fft.rfftfreq(n, 1.0 / SFREQ)
+    f[0] = f[1]
+    x = np.fft.irfft(spec / f ** (exponent / 2.0), n=n, axis=-1)
+    return BG_UV * x / x.std(axis=1, keepdims=True)
+
+
+def _triangle(t: NDArray[np.float64], t0: float, width: float = 0.05) -> NDArray[np.float64]:
+    """Unit-peak triangular transient of total ``width``, negative (surface-negative)."""
+    return -np.clip(1.0 - np.abs(t - t0) / (width / 2.0), 0.0, None)
+
+
+def _biphasic(t: NDArray[np.float64], t0: float, scale: float = 0.012) -> NDArray[np.float64]:
+    """Unit-peak biphasic transient (derivative of a Gaussian), extrema ~25 ms apart."""
+    u = (t - t0) / scale
+    return -u * np.exp(0.5 - 0.5 * u * u)
+
+
+def _burst(t: NDArray[np.float64], t0: float, freq: float, dur: float) -> NDArray[np.float64]:
+    """Unit-peak Hann-windowed sinusoid centred on ``t0``."""
+    w = np.where(np.abs(t - t0) < dur / 2, 0.5 * (1 + np.cos(2 * np.pi * (t - t0) / dur)), 0.0)
+    return w * np.sin(2 * np.pi * freq * (t - t0))
+
+
+def _band_sd(x: NDArray[np.float64], lo: float, hi: float) -> float:
+    """SD of ``x`` in a band (FFT mask), to size a burst relative to its band."""
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(x.size, 1.0 / SFREQ)
+    spec[(f < lo) | (f > hi)] = 0.0
+    return float(np.fft.irfft(spec, n=x.size).std())
+
+
+def _match(truth: NDArray[np.float64], found: NDArray[np.float64], tol: float,
+           inside: Callable[[int, int], bool] | None = None) -> int:
+    """Number of one-to-one pairs (greedy, closest first) within ``tol`` seconds.
+
+    ``inside(i_found, j_truth)`` may declare extra pairs at distance 0 (event overlap).
+    """
+    if truth.size == 0 or found.size == 0:
+        return 0
+    dist = np.abs(found[:, None] - truth[None, :])
+    if inside is not None:
+        for i in range(found.size):
+            for j in np.flatnonzero(dist[i] < 1.0):
+                if inside(i, int(j)):
+                    dist[i, j] = 0.0
+    pairs = np.argwhere(dist <= tol)
+    pairs = pairs[np.argsort(dist[pairs[:, 0], pairs[:, 1]], kind="stable")]
+    used_f: set[int] = set()
+    used_t: set[int] = set()
+    for i, j in pairs:
+        if i not in used_f and j not in used_t:
+            used_f.add(int(i))
+            used_t.add(int(j))
+    return len(used_f)
+
+
+def _stream(reader: SignalReader, rows: list[int], detect: Callable[..., Events], *,
+            block_s: float, margin_s: float, **options: object
+            ) -> list[tuple[Events, NDArray[np.bool_], float]]:
+    """Run a detector over a recording the way a streaming feature engine would.
+
+    Each block ``[t0, t1)`` is read with ``margin_s`` on both sides (clipped to the
+    recording); the detector sees the whole read, and only events whose time falls in the
+    core are kept, so every event is reported by exactly one block. A tail shorter than
+    half a block is folded into the last block.
+
+    Returns a list of ``(events, keep_mask, offset_s)`` triples, one per block, where
+    ``offset_s`` converts block times to recording times.
+    """
+    out = []
+    duration = reader.duration
+    t0 = 0.0
+    while t0 < duration - 1e-9:
+        t1 = min(t0 + block_s, duration)
+        if duration - t1 < 0.5 * block_s:
+            t1 = duration
+        a, b = max(0.0, t0 - margin_s), min(duration, t1 + margin_s)
+        events = detect(reader.read(a, b)[rows], reader.sfreq, **options)
+        times = events.time_s if isinstance(events, SpikeEvents) else events.peak_s
+        keep = (times + a >= t0) & (times + a < t1)
+        out.append((events, keep, a))
+        t0 = t1
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# spikes: unit checks
+# ----------------------------------------------------------------------------------------
+
+
+def test_spikes_at_injected_peaks_and_quiet_on_noise() -> None:
+    rng = np.random.default_rng(3)
+    seconds = 120.0
+    x = np.concatenate([_noise(rng, 2, seconds, 0.0), _noise(rng, 2, seconds, 1.0)])
+    # rows: 0 white + triangles, 1 white only, 2 pink + biphasic spikes, 3 pink only
+    x = x[[0, 2, 1, 3]]
+    t = np.arange(x.shape[1]) / SFREQ
+    times = np.arange(4.0, 115.0, 6.1) + rng.uniform(0.0, 1.0, 19)
+    for t0 in times:
+        x[0] += 6 * BG_UV * _triangle(t, t0)
+        x[2] += 6 * BG_UV * _biphasic(t, t0)
+    ev = detect_spikes(x, SFREQ)
+    assert ev.clear.all()
+    for row in (0, 2):
+        found = ev.time_s[ev.channel == row]
+        hits = _match(times, found, 0.02)
+        assert hits >= 0.9 * times.size, (row, hits, times.size)
+        assert found.size - hits <= 2
+    minutes = seconds / 60.0
+    for row in (1, 3):
+        assert np.sum(ev.channel == row) / minutes < 2.0
+    # amplitudes are envelope heights above the background level, in microvolts
+    assert np.all(ev.amplitude[ev.channel == 2] > BG_UV)
+
+
+def test_spikes_ambiguous_only_with_another_channel() -> None:
+    rng = np.random.default_rng(5)
+    x = _noise(rng, 3, 120.0, 1.0)
+    t = np.arange(x.shape[1]) / SFREQ
+    together = np.arange(5.0, 110.0, 8.0) + rng.uniform(0.0, 2.0, 14)
+    alone = together + 4.0
+    for t0 in together:  # a large spike on row 0 with a small copy on row 1
+        x[0] += 8 * BG_UV * _biphasic(t, t0)
+        x[1] += 1.6 * BG_UV * _biphasic(t, t0 + 0.002)
+    for t0 in alone:  # the same small spikes on row 1 with nothing elsewhere
+        x[1] += 1.6 * BG_UV * _biphasic(t, t0)
+    plain = detect_spikes(x, SFREQ)
+    both = detect_spikes(x, SFREQ, k2=2.5)
+    # the obvious events do not depend on k2
+    np.testing.assert_array_equal(both.channel[both.clear], plain.channel)
+    np.testing.assert_allclose(both.time_s[both.clear], plain.time_s)
+    amb = ~both.clear
+    assert amb.sum() >= 3
+    # every ambiguous event has an obvious one on another channel within 10 ms ...
+    for ch, ts in zip(both.channel[amb], both.time_s[amb]):
+        other = both.clear & (both.channel != ch) & (np.abs(both.time_s - ts) <= 0.0101)
+        assert other.any()
+    # ... so none of the lone small spikes is reported as ambiguous
+    assert _match(alone, both.time_s[amb], 0.05) == 0
+    assert _match(together, both.time_s[amb & (both.channel == 1)], 0.02) == amb.sum()
+    with pytest.raises(ValueError):
+        detect_spikes(x, SFREQ, k2=4.0)
+
+
+def test_spikes_nan_channel_and_edges() -> None:
+    rng = np.random.default_rng(7)
+    x = _noise(rng, 3, 60.0, 1.0)
+    t = np.arange(x.shape[1]) / SFREQ
+    for t0 in (0.4, 20.0, 40.0, 59.7):  # the first and last fall inside edge_s = 1 s
+        x[:2] += 8 * BG_UV * _biphasic(t, t0)
+    ref = detect_spikes(x, SFREQ)
+    assert np.all((ref.time_s >= 1.0) & (ref.time_s <= 59.0))
+    assert _match(np.array([20.0, 40.0]), ref.time_s[ref.channel == 0], 0.02) == 2
+    x[1, 1234] = np.nan
+    ev = detect_spikes(x, SFREQ)
+    assert not np.any(ev.channel == 1)
+    keep = ref.channel != 1
+    np.testing.assert_array_equal(ev.channel, ref.channel[keep])
+    np.testing.assert_allclose(ev.time_s, ref.time_s[keep])
+    with pytest.raises(ValueError):
+        detect_spikes(x[:, :3000], SFREQ)  # 3 s: shorter than one background window
+    assert len(detect_spikes(np.zeros((2, 20000)), SFREQ)) == 0  # flat channels
+
+
+def test_spikes_blocks_with_margins_equal_whole_recording() -> None:
+    rng = np.random.default_rng(11)
+    x = _noise(rng, 2, 200.0, 1.0)
+    t = np.arange(x.shape[1]) / SFREQ
+    for t0 in rng.uniform(1.0, 199.0, 60):
+        x[int(rng.integers(2))] += rng.uniform(3.0, 8.0) * BG_UV * _biphasic(t, t0)
+    whole = detect_spikes(x, SFREQ, edge_s=1.0)
+
+    class _Reader:  # the slice-reading part of SignalReader, on an array
+        sfreq = SFREQ
+        duration = x.shape[1] / SFREQ
+
+        def read(self, a: float, b: float) -> NDArray:
+            return x[:, int(round(a * SFREQ)):int(round(b * SFREQ))]
+
+    reader: SignalReader = _Reader()  # type: ignore[assignment]
+    parts = _stream(reader, [0, 1], detect_spikes, block_s=60.0, margin_s=15.0)
+    ch = np.concatenate([e.channel[k] for e, k, _ in parts])
+    ts = np.concatenate([e.time_s[k] + a for e, k, a in parts])
+    inner = (whole.time_s > 1.0) & (whole.time_s < 199.0)
+    for row in (0, 1):
+        ref = whole.time_s[inner & (whole.channel == row)]
+        got = ts[ch == row]
+        assert _match(ref, got, 0.006) >= 0.95 * max(ref.size, got.size)
+
+
+# ----------------------------------------------------------------------------------------
+# HFOs: unit checks
+# ----------------------------------------------------------------------------------------
+
+
+def test_hfo_bursts_found_with_their_kind() -> None:
+    rng = np.random.default_rng(13)
+    seconds = 120.0
+    x = _noise(rng, 2, seconds, 1.0)
+    t = np.arange(x.shape[1]) / SFREQ
+    ripple_sd = _band_sd(x[0], 80.0, 250.0)
+    fast_sd = _band_sd(x[0], 250.0, 450.0)
+    ripples = np.arange(3.0, 115.0, 8.0) + rng.uniform(0.0, 1.0, 14)
+    fast = ripples + 4.0
+    for t0 in ripples:  # 60-ms 150-Hz bursts
+        x[0] += 10 * ripple_sd * _burst(t, t0, 150.0, 0.060)
+    for t0 in fast:  # 30-ms 350-Hz bursts
+        x[0] += 10 * fast_sd * _burst(t, t0, 350.0, 0.030)
+    ev = detect_hfos(x, SFREQ)
+    for kind, times in (("ripple", ripples), ("fast_ripple", fast)):
+        sel = (ev.channel == 0) & (ev.kind == kind)
+        assert _match(times, ev.peak_s[sel], 0.02) == times.size, kind
+        assert sel.sum() == times.size, kind  # one event per burst
+        assert np.all(ev.end_s[sel] - ev.start_s[sel] >= 0.006 - 1e-9)
+        assert np.all((ev.start_s[sel] <= ev.peak_s[sel]) & (ev.peak_s[sel] <= ev.end_s[sel]))
+    assert np.sum(ev.channel == 1) / (seconds / 60.0) < 2.0
+    assert set(np.unique(ev.kind)) <= {"ripple", "fast_ripple"}
+
+
+def test_hfo_bands_clipped_nan_and_edges() -> None:
+    rng = np.random.default_rng(17)
+    x = _noise(rng, 3, 40.0, 1.0)
+    t = np.arange(x.shape[1]) / SFREQ
+    sd = _band_sd(x[0], 80.0, 250.0)
+    for t0 in (0.2, 10.0, 20.0, 39.8):  # the first and last fall inside edge_s = 0.5 s
+        x[:2] += 10 * sd * _burst(t, t0, 150.0, 0.06)
+    ref = detect_hfos(x, SFREQ)
+    assert np.all((ref.peak_s >= 0.5) & (ref.peak_s <= 39.5))
+    assert _match(np.array([10.0, 20.0]), ref.peak_s[ref.channel == 0], 0.02) == 2
+    x[1, 777] = np.nan
+    ev = detect_hfos(x, SFREQ)
+    assert not np.any(ev.channel == 1)
+    np.testing.assert_allclose(ev.peak_s, ref.peak_s[ref.channel != 1])
+    # a 512-Hz recording (or one resampled from 512 Hz) holds no fast-ripple band
+    assert not np.any(detect_hfos(x, SFREQ, bandwidth_hz=256.0).kind == "fast_ripple")
+    x512 = _noise(rng, 2, 30.0, 1.0)
+    assert not np.any(detect_hfos(x512, 512.0).kind == "fast_ripple")
+    assert len(detect_hfos(np.zeros((2, 20000)), SFREQ)) == 0  # flat channels
+    empty = detect_hfos(x, SFREQ, bands={"ripple": (200.0, 220.0)})  # < 50 Hz wide
+    assert isinstance(empty, HfoEvents) and len(empty) == 0
+
+
+# ----------------------------------------------------------------------------------------
+# the phantom, through the store
+# ----------------------------------------------------------------------------------------
+
+#: Small cohort; interictal runs of 2-3 blocks so the block/margin path is exercised.
+PHANTOM = dict(
+    ictal_duration_s=40.0, interictal_duration_s=150.0, chul_interictal_hours=0.04,
+    hup_onset_s=12.0, seizure_duration_s=(8.0, 12.0), postictal_s=5.0,
+    lvfa_duration_s=(2.0, 3.0), electrodes_per_subject=(3, 4), contacts_per_electrode=(4, 6),
+)
+BLOCK_S = 60.0
+SPIKE_MARGIN_S = 15.0  # 3 x window_s: the background near the core is the whole-run one
+HFO_MARGIN_S = 1.0
+
+
+def _score_cohort(out: Path, config: PhantomConfig) -> dict[str, float]:
+    """Generate, ingest, detect in blocks and score against the truth; pooled counts."""
+    generate_cohort(out, sites=("hup", "chul"), subjects_per_site=2, seed=2024, config=config)
+    store = out / "store"
+    for site in ("hup", "chul"):
+        report = run_site(load_site_config(out / "sites" / f"{site}.toml"), store,
+                          progress=False)
+        assert report.exit_code == 0, report.lines()
+    recordings = read_table(store, "recordings").filter(pl.col("task") == "interictal")
+    channels = read_table(store, "channels")
+    truth_spikes = pl.read_parquet(out / "truth" / "spikes.parquet")
+    truth_hfos = pl.read_parquet(out / "truth" / "hfos.parquet")
+    truth_channels = pl.read_parquet(out / "truth" / "channels.parquet")
+
+    counts = dict.fromkeys(["sp_tp", "sp_found", "sp_true", "hf_tp", "hf_found", "hf_true"], 0)
+    auroc: list[float] = []
+    hfo_auroc: list[float] = []
+    for rec in recordings.to_dicts():
+        reader = open_signals(store / rec["zarr_path"])
+        good = channels.filter((pl.col("recording_id") == rec["recording_id"])
+                               & (pl.col("type") == "seeg") & ~pl.col("bad"))
+        names = good["channel"].to_list()
+        rows = [reader.channels.index(name) for name in names]
+        spikes = _stream(reader, rows, detect_spikes, block_s=BLOCK_S,
+                         margin_s=SPIKE_MARGIN_S, mains_hz=rec["mains_hz"])
+        hfos = _stream(reader, rows, detect_hfos, block_s=BLOCK_S, margin_s=HFO_MARGIN_S,
+                       bandwidth_hz=rec["bandwidth_hz"])
+        of_rec = pl.col("source_path") == rec["source_path"]
+        spike_rate = np.zeros(len(names))
+        hfo_rate = np.zeros(len(names))
+        for i, name in enumerate(names):
+            found = np.concatenate([e.time_s[k & (e.channel == i)] + a for e, k, a in spikes])
+            true = truth_spikes.filter(of_rec & (pl.col("channel") == name))["time_s"]
+            counts["sp_tp"] += _match(true.to_numpy(), found, 0.05)
+            counts["sp_found"] += found.size
+            counts["sp_true"] += true.len()
+            spike_rate[i] = found.size / reader.duration * 60.0
+
+            sel = [(e, k & (e.channel == i), a) for e, k, a in hfos]
+            peak = np.concatenate([e.peak_s[m] + a for e, m, a in sel])
+            start = np.concatenate([e.start_s[m] + a for e, m, a in sel])
+            end = np.concatenate([e.end_s[m] + a for e, m, a in sel])
+            true_h = truth_hfos.filter(of_rec & (pl.col("channel") == name))["time_s"].to_numpy()
+            counts["hf_tp"] += _match(true_h, peak, 0.05,
+                                      lambda f, j: bool(start[f] <= true_h[j] <= end[f]))
+            counts["hf_found"] += peak.size
+            counts["hf_true"] += true_h.size
+            hfo_rate[i] = peak.size / reader.duration * 60.0
+        soz = dict(truth_channels.filter(of_rec).select("channel", "soz_true").iter_rows())
+        y = np.array([bool(soz[name]) for name in names])
+        if 0 < y.sum() < y.size:  # one interictal run per subject: per recording = per subject
+            auroc.append(float(roc_auc_score(y, spike_rate)))
+            hfo_auroc.append(float(roc_auc_score(y, hfo_rate)))
+
+    def f1(prefix: str) -> float:
+        found, true = counts[f"{prefix}_found"], counts[f"{prefix}_true"]
+        return 2 * counts[f"{prefix}_tp"] / max(found + true, 1)
+
+    return {
+        "spike_f1": f1("sp"),
+        "spike_precision": counts["sp_tp"] / max(counts["sp_found"], 1),
+        "spike_recall": counts["sp_tp"] / max(counts["sp_true"], 1),
+        "hfo_f1": f1("hf"),
+        "hfo_precision": counts["hf_tp"] / max(counts["hf_found"], 1),
+        "hfo_recall": counts["hf_tp"] / max(counts["hf_true"], 1),
+        "n_spikes": counts["sp_true"],
+        "n_hfos": counts["hf_true"],
+        "spike_auroc": float(np.mean(auroc)),
+        "hfo_auroc": float(np.mean(hfo_auroc)),
+        "n_subjects": len(auroc),
+    }
+
+
+@pytest.fixture(scope="module")
+def phantom_scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    scores = _score_cohort(tmp_path_factory.mktemp("phantom"), PhantomConfig(**PHANTOM))
+    print("\nphantom detector scores:",
+          {k: round(v, 3) if isinstance(v, float) else v for k, v in scores.items()})
+    return scores
+
+
+@pytest.mark.slow
+def test_phantom_spikes_recovered_and_rank_the_soz(phantom_scores: dict[str, float]) -> None:
+    assert phantom_scores["n_subjects"] == 4
+    assert phantom_scores["n_spikes"] > 200
+    assert phantom_scores["spike_f1"] >= 0.8
+    assert phantom_scores["spike_auroc"] >= 0.75
+
+
+@pytest.mark.slow
+def test_phantom_hfo_detections_are_real(phantom_scores: dict[str, float]) -> None:
+    # whatever the amplitude of the planted HFOs, what the detector reports is planted
+    assert phantom_scores["n_hfos"] > 200
+    assert phantom_scores["hfo_precision"] >= 0.9
+
+
+@pytest.mark.slow
+def test_phantom_hfo_f1(phantom_scores: dict[str, float]) -> None:
+    assert phantom_scores["hfo_f1"] >= 0.7
