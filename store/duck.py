@@ -1,4 +1,5 @@
-"""DuckDB over the store: one view per catalog table, opened read-only.
+"""DuckDB over the store: one view per catalog table, feature table and result table,
+opened read-only.
 
 The connection is an in-memory database whose views read the store's Parquet files, so
 nothing is ever written to the store by a query; :func:`run_query` further accepts only
@@ -69,6 +70,12 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
         else:
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
     _feature_views(con, layout)
+    for name in ("runs", "folds", "predictions", "metrics"):
+        files = layout.root / "results" / name
+        if any(files.glob("run=*/*.parquet")):
+            glob = _sql_string(str(files / "run=*" / "*.parquet"))
+            con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet({glob}, "
+                        "union_by_name = true, hive_partitioning = false)")
     for name, sql in (extra_views or {}).items():
         con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
     return con

@@ -254,6 +254,121 @@ def features(
     raise typer.Exit(report.exit_code)
 
 
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import tomllib
+
+    text = path.read_text()
+    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="sozformer, dcgru, szloc, svm, spike_rate, "
+                                              "hfo_rate or ei.")],
+    store: Annotated[Path, typer.Option("--store", help="Store root.")],
+    cv: Annotated[int, typer.Option(help="Patient-wise folds (stratified by site).")] = 5,
+    leave_site_out: Annotated[bool, typer.Option(
+        "--leave-site-out", help="Leave-one-site-out instead of k-fold.")] = False,
+    config: Annotated[Optional[Path], typer.Option(
+        help="TOML or JSON with the model's settings (TorchConfig fields for networks).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = 0,
+    truth: Annotated[Optional[Path], typer.Option(
+        help="Phantom truth folder: also score against the true onset zone.")] = None,
+    shuffle_labels: Annotated[bool, typer.Option(
+        "--shuffle-labels", help="Leak control: train on labels shuffled within patients.")]
+        = False,
+) -> None:
+    """Train and evaluate a model with patient-wise CV; results, checkpoints and a report go
+    into the store."""
+    from sozstore.models.runner import evaluate_model
+    from sozstore.models.zoo import ZOO
+
+    if model not in ZOO:
+        err_console.print(f"[red]error:[/red] unknown model {model!r}; known: {', '.join(ZOO)}")
+        raise typer.Exit(2)
+    _init_distributed()
+    result = evaluate_model(store, model, cv=cv, leave_site_out=leave_site_out,
+                            config=_load_config(config), seed=seed, truth_dir=truth,
+                            shuffle_labels=shuffle_labels, write=_is_main_process())
+    if _is_main_process():
+        s = result.summary()
+        console.print(f"run {result.run_id}: channel AUROC {s.get('auroc', float('nan')):.3f}, "
+                      f"AUPRC {s.get('auprc', float('nan')):.3f} (chance "
+                      f"{s.get('prevalence', float('nan')):.3f}), patient-macro F1 "
+                      f"{s.get('f1_mean', float('nan')):.3f} ({result.seconds:.0f} s)")
+        console.print(f"report: {store}/results/reports/{result.run_id}/index.html")
+
+
+def _init_distributed() -> None:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    import os
+
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        import torch
+
+        if not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+
+
+def _is_main_process() -> bool:
+    import torch
+
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str, typer.Argument(help="Run id (see `sozstore query --store S "
+                                            "\"SELECT * FROM runs\"`).")],
+    store: Annotated[Path, typer.Option("--store", help="Store root.")],
+    reference: Annotated[str, typer.Option(help="clinician or truth.")] = "clinician",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Show a stored run's metrics per fold and site."""
+    from sozstore.store.duck import QueryError, run_query
+
+    try:
+        result = run_query(store, "SELECT fold, site, metric, value FROM metrics "
+                                  "WHERE run_id = $run AND reference = $ref", {"run": run,
+                                                                              "ref": reference})
+    except QueryError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    import polars as pl
+
+    frame = pl.from_arrow(result)
+    if frame.is_empty():
+        err_console.print(f"[red]error:[/red] no metrics for run {run!r} ({reference})")
+        raise typer.Exit(2)
+    wanted = ["auroc", "auprc", "prevalence", "patient_auroc_mean", "recall_mean",
+              "specificity_mean", "precision_mean", "f1_mean", "f1_sd", "threshold"]
+    wide = frame.filter(pl.col("metric").is_in(wanted)).pivot(
+        on="metric", index=["fold", "site"], values="value").sort("fold", "site")
+    emit_table(wide.to_arrow(), fmt)
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Option("--run", help="Run id.")],
+    recording: Annotated[str, typer.Option("--recording", help="Recording id.")],
+    store: Annotated[Path, typer.Option("--store", help="Store root.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file.")] = None,
+) -> None:
+    """Per-channel SOZ scores of one recording from a stored run's checkpoint."""
+    from sozstore.models.runner import predict_recording
+
+    try:
+        table = predict_recording(store, run, recording)
+    except (KeyError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    emit_table(table.to_arrow(), fmt, out=out)
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Folder for the cohort and the store.")] = Path(

@@ -1,0 +1,293 @@
+"""Reading model inputs from the store: labels, per-clip feature matrices, adjacency.
+
+I/O lives here; the datasets (:mod:`sozstore.models.datasets`) turn what these functions
+return into windows, and the models never open files.
+
+Per-clip features
+-----------------
+One vector of :data:`N_CLIP_FEATURES` numbers per (channel, 5-s clip), from the default
+feature tables: log band powers (delta..fast ripple), log line length, log variance,
+skewness, kurtosis (bandpower); log spike count (spikes); log ripple and fast-ripple counts
+(hfo); wavelet-packet log and relative energies (wpt, 2 x 32). Missing values (a band the
+source did not record, a NaN/flat clip) are 0 after normalisation, and the clip is marked
+invalid. Each recording's matrix is normalised per feature by its median and IQR over all
+its channels and clips, so that amplitude scales of sites and amplifiers do not leak into
+models (models.md §4.3: within-patient normalisation is key across centres).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from sozstore.store.catalog import read_table
+from sozstore.store.duck import connect
+
+BANDS = ("delta", "theta", "alpha", "beta", "gamma", "ripple", "fast_ripple")
+N_WPT = 32
+N_CLIP_FEATURES = len(BANDS) + 4 + 1 + 2 + 2 * N_WPT  # 78
+NEURAL_TYPES = ("seeg", "ecog")
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What a dataset needs to know about one recording."""
+
+    recording_id: str
+    site: str
+    subject: str
+    n_clips: int
+    zarr_path: str
+    channels: tuple[str, ...]       # good SEEG/ECoG channels used as model inputs
+    labels: tuple[float, ...]        # subject-level SOZ label per channel (NaN = unknown)
+    onsets_s: tuple[float, ...]      # seizure onsets inside the recording
+
+
+def recording_table(store: str | Path, *, subjects: list[str] | None = None,
+                    clip_s: float = 5.0, labels: pl.DataFrame | None = None
+                    ) -> list[RecordingInfo]:
+    """Recordings of the given subjects (``site/subject`` keys) with their model channels.
+
+    Channels are the recording's good SEEG/ECoG contacts; labels come from ``contacts``
+    (the subject-level rule, see docs/etl.md) so every recording of a patient carries the same
+    targets, or from ``labels`` (columns site, subject, channel, soz) when given (e.g. the
+    shuffled labels of a leak control).
+    """
+    recs = read_table(store, "recordings")
+    channels = read_table(store, "channels")
+    source = labels if labels is not None else read_table(store, "contacts")
+    contacts = source.select("site", "subject", "channel", pl.col("soz").alias("label"))
+    events = read_table(store, "events").filter(pl.col("kind") == "onset",
+                                                pl.col("in_recording"))
+    if subjects is not None:
+        keys = set(subjects)
+        recs = recs.filter((pl.col("site") + "/" + pl.col("subject")).is_in(keys))
+    good = (channels.filter(~pl.col("bad") & pl.col("type").is_in(NEURAL_TYPES))
+            .join(contacts, on=["site", "subject", "channel"], how="left")
+            .sort("recording_id", "index"))
+    by_rec = {k[0]: g for k, g in good.partition_by("recording_id", as_dict=True).items()}
+    onsets = {k[0]: g["onset_s"].to_list()
+              for k, g in events.partition_by("recording_id", as_dict=True).items()}
+    out = []
+    for r in recs.sort("recording_id").iter_rows(named=True):
+        g = by_rec.get(r["recording_id"])
+        if g is None or g.is_empty():
+            continue
+        labels = [float("nan") if v is None else float(v) for v in g["label"].to_list()]
+        out.append(RecordingInfo(
+            recording_id=r["recording_id"], site=r["site"], subject=r["subject"],
+            n_clips=int(r["duration_s"] // clip_s), zarr_path=r["zarr_path"],
+            channels=tuple(g["channel"].to_list()), labels=tuple(labels),
+            onsets_s=tuple(sorted(onsets.get(r["recording_id"], []))),
+        ))
+    return out
+
+
+def subject_keys(store: str | Path) -> pl.DataFrame:
+    """One row per subject: ``key`` (``site/subject``), site, subject, n SOZ contacts."""
+    contacts = read_table(store, "contacts")
+    return (contacts.group_by("site", "subject")
+            .agg(pl.col("soz").sum().alias("n_soz"), pl.len().alias("n_contacts"))
+            .with_columns((pl.col("site") + "/" + pl.col("subject")).alias("key"))
+            .sort("key"))
+
+
+# --------------------------------------------------------------------------- clip features
+def _robust_normalise(x: NDArray[np.float32], valid: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """Per-feature (last axis) median/IQR normalisation over valid entries; NaN -> 0."""
+    flat = x[valid] if valid.any() else x.reshape(-1, x.shape[-1])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features (no fast ripples)
+        med = np.nanmedian(flat, axis=0)
+        iqr = np.nanpercentile(flat, 75, axis=0) - np.nanpercentile(flat, 25, axis=0)
+    scale = np.where(np.isfinite(iqr) & (iqr > 1e-6), iqr, 1.0)
+    out = (x - np.nan_to_num(med)) / scale
+    out = np.clip(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), -10.0, 10.0)
+    return out.astype(np.float32)
+
+
+def _table_for(store: Path, table: str, info: RecordingInfo, columns: str) -> pl.DataFrame:
+    con = connect(store)
+    try:
+        return pl.from_arrow(con.sql(
+            f"SELECT {columns} FROM {table} WHERE site = $site AND subject = $subject "
+            "AND recording_id = $rid", params={"site": info.site, "subject": info.subject,
+                                               "rid": info.recording_id}).to_arrow_table())
+    finally:
+        con.close()
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
+                          ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    root = Path(store)
+    n_ch, n_clips = len(info.channels), info.n_clips
+    index = {c: i for i, c in enumerate(info.channels)}
+    feats = np.full((n_ch, n_clips, N_CLIP_FEATURES), np.nan, dtype=np.float32)
+    valid = np.zeros((n_ch, n_clips), dtype=bool)
+
+    def place(frame: pl.DataFrame, cols: list[str], offset: int, transform) -> None:
+        if frame.is_empty():
+            return
+        ch = np.array([index.get(c, -1) for c in frame["channel"].to_list()])
+        clip = np.rint(frame["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
+        keep = (ch >= 0) & (clip >= 0) & (clip < n_clips)
+        values = np.column_stack([frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                                  for c in cols])
+        feats[ch[keep], clip[keep], offset:offset + len(cols)] = transform(values[keep])
+
+    with np.errstate(all="ignore"):
+        bp = _table_for(root, "bandpower", info, "channel, clip_start_s, valid, " +
+                        ", ".join(BANDS) + ", line_length, variance, skewness, kurtosis")
+        if not bp.is_empty():
+            ch = np.array([index.get(c, -1) for c in bp["channel"].to_list()])
+            clip = np.rint(bp["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
+            keep = (ch >= 0) & (clip >= 0) & (clip < n_clips)
+            valid[ch[keep], clip[keep]] = bp["valid"].to_numpy()[keep]
+        place(bp, [*BANDS, "line_length", "variance"], 0, lambda v: np.log(v + 1e-6))
+        place(bp, ["skewness", "kurtosis"], len(BANDS) + 2, lambda v: v)
+        sp = _table_for(root, "spikes", info, "channel, clip_start_s, spike_count")
+        place(sp, ["spike_count"], len(BANDS) + 4, np.log1p)
+        hf = _table_for(root, "hfo", info, "channel, clip_start_s, ripple_count, "
+                                           "fast_ripple_count")
+        place(hf, ["ripple_count", "fast_ripple_count"], len(BANDS) + 5, np.log1p)
+        wpt = _table_for(root, "wpt", info, "channel, clip_start_s, log_energy, relative_energy")
+        if not wpt.is_empty():
+            ch = np.array([index.get(c, -1) for c in wpt["channel"].to_list()])
+            clip = np.rint(wpt["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
+            keep = (ch >= 0) & (clip >= 0) & (clip < n_clips)
+            log_e = np.stack(wpt["log_energy"].to_numpy())
+            rel = np.stack(wpt["relative_energy"].to_numpy())
+            base = len(BANDS) + 7
+            feats[ch[keep], clip[keep], base:base + N_WPT] = log_e[keep]
+            feats[ch[keep], clip[keep], base + N_WPT:base + 2 * N_WPT] = rel[keep]
+    return _robust_normalise(feats, valid), valid
+
+
+def clip_features(store: str | Path, info: RecordingInfo, *, clip_s: float = 5.0
+                  ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Normalised per-clip features of a recording's model channels.
+
+    Returns
+    -------
+    features : array of shape (n_channels, n_clips, N_CLIP_FEATURES), float32
+    valid : array of shape (n_channels, n_clips), bool
+    """
+    return _clip_features_cached(str(Path(store).resolve()), info, clip_s)
+
+
+@functools.lru_cache(maxsize=4)
+def _adjacency_cached(store: str, info: RecordingInfo, clip_s: float) -> NDArray[np.float32]:
+    n_ch, n_clips = len(info.channels), info.n_clips
+    index = {c: i for i, c in enumerate(info.channels)}
+    adj = np.zeros((n_clips, n_ch, n_ch), dtype=np.float32)
+    frame = _table_for(Path(store), "adjacency", info, "clip_start_s, channel_i, channel_j, r")
+    if frame.is_empty():
+        return adj
+    i = np.array([index.get(c, -1) for c in frame["channel_i"].to_list()])
+    j = np.array([index.get(c, -1) for c in frame["channel_j"].to_list()])
+    clip = np.rint(frame["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
+    r = np.nan_to_num(frame["r"].to_numpy().astype(np.float32))
+    keep = (i >= 0) & (j >= 0) & (clip >= 0) & (clip < n_clips)
+    adj[clip[keep], i[keep], j[keep]] = r[keep]
+    adj[clip[keep], j[keep], i[keep]] = r[keep]
+    idx = np.arange(n_ch)
+    adj[:, idx, idx] = 1.0
+    return adj
+
+
+def clip_adjacency(store: str | Path, info: RecordingInfo, *, clip_s: float = 5.0
+                   ) -> NDArray[np.float32]:
+    """Pearson correlation between the model channels per clip, (n_clips, n_ch, n_ch)."""
+    return _adjacency_cached(str(Path(store).resolve()), info, clip_s)
+
+
+def channel_table(store: str | Path, *, clip_s: float = 5.0,
+                  labels: pl.DataFrame | None = None) -> pl.DataFrame:
+    """See :func:`_channel_table`; ``labels`` (site, subject, channel, soz) replace ``soz``."""
+    table = _channel_table(str(Path(store).resolve()), clip_s)
+    if labels is None:
+        return table
+    return table.drop("soz").join(labels.select("site", "subject", "channel", "soz"),
+                                  on=["site", "subject", "channel"], how="left")
+
+
+@functools.lru_cache(maxsize=4)
+def _channel_table(store: str, clip_s: float) -> pl.DataFrame:
+    """Per-channel aggregates of the default features for every subject (SVM, baselines).
+
+    One row per (site, subject, channel) of good SEEG/ECoG contacts with their
+    subject-level labels; feature columns are medians over clips (rates as means).
+    """
+    con = connect(store)
+    try:
+        frame = pl.from_arrow(con.sql(f"""
+            WITH good AS (SELECT DISTINCT site, subject, recording_id, channel FROM channels
+                          WHERE NOT bad AND type IN ('seeg', 'ecog')),
+            bp AS (SELECT b.site, b.subject, b.channel,
+                          {", ".join(f"median(ln({c} + 1e-6)) AS log_{c}" for c in BANDS)},
+                          median(ln(line_length + 1e-6)) AS log_line_length,
+                          median(skewness) AS skewness, median(kurtosis) AS kurtosis
+                   FROM bandpower b JOIN good USING (site, subject, recording_id, channel)
+                   WHERE b.valid GROUP BY ALL),
+            sp AS (SELECT s.site, s.subject, s.channel,
+                          sum(spike_count) * 60.0 / (count(*) * {clip_s}) AS spike_rate,
+                          avg(clear_count) AS clear_per_clip
+                   FROM spikes s JOIN good USING (site, subject, recording_id, channel)
+                   WHERE s.valid GROUP BY ALL),
+            hf AS (SELECT h.site, h.subject, h.channel,
+                          avg(coalesce(ripple_rate_per_min, 0)) AS ripple_rate,
+                          avg(coalesce(fast_ripple_rate_per_min, 0)) AS fast_ripple_rate
+                   FROM hfo h JOIN good USING (site, subject, recording_id, channel)
+                   WHERE h.valid GROUP BY ALL),
+            wp AS (SELECT w.site, w.subject, w.channel,
+                          {", ".join(f"median(relative_energy[{k + 1}]) AS wpt_rel_{k}"
+                                     for k in range(N_WPT))}
+                   FROM wpt w JOIN good USING (site, subject, recording_id, channel)
+                   WHERE w.valid GROUP BY ALL)
+            SELECT bp.*, sp.spike_rate, sp.clear_per_clip, hf.ripple_rate, hf.fast_ripple_rate,
+                   wp.* EXCLUDE (site, subject, channel), c.soz, c.resected
+            FROM bp JOIN sp USING (site, subject, channel)
+            JOIN hf USING (site, subject, channel)
+            JOIN wp USING (site, subject, channel)
+            LEFT JOIN contacts c USING (site, subject, channel)
+            ORDER BY bp.site, bp.subject, bp.channel
+        """).to_arrow_table())
+    finally:
+        con.close()
+    return frame.with_columns((pl.col("site") + "/" + pl.col("subject")).alias("key"))
+
+
+def onset_windows(store: str | Path, info: RecordingInfo, *, pre_s: float = 20.0,
+                  post_s: float = 25.0, sfreq: float = 250.0
+                  ) -> list[tuple[NDArray[np.float64], float]]:
+    """Signal around each seizure onset of a recording, decimated to ``sfreq``.
+
+    Returns ``[(x, onset_s), ...]`` with ``x`` (n_channels, n_samples) of the model channels
+    and ``onset_s`` the onset's time from the start of ``x``.
+    """
+    from scipy import signal
+
+    from sozstore.store.signals import open_signals
+
+    if not info.onsets_s:
+        return []
+    sig = open_signals(Path(store) / info.zarr_path)
+    factor = max(1, int(round(sig.sfreq / sfreq)))
+    out = []
+    for onset in info.onsets_s:
+        start = max(0.0, onset - pre_s)
+        stop = min(sig.duration, onset + post_s)
+        if stop - start < 10.0:
+            continue
+        x = np.nan_to_num(sig.read(start, stop, list(info.channels)).astype(np.float64))
+        if factor > 1:
+            x = signal.decimate(x, factor, axis=-1, zero_phase=True)
+        out.append((x, onset - start))
+    return out

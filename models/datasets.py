@@ -1,0 +1,323 @@
+"""Streaming torch datasets over the store, sharded across DataLoader workers and DDP ranks.
+
+Every dataset walks *work units* (a window of one recording). The list of units of an epoch
+is a pure function of the catalog, the seed and the epoch, so every worker of every rank
+computes the same list, shuffles it with the same generator and takes its own slice
+``units[global_id::global_n]`` with ``global_id = rank * num_workers + worker_id``: no unit is
+seen twice and none is missed (``equalize=False``). DDP needs the same number of steps on
+every rank: ``equalize=True`` pads the shorter slices by repeating their first units (at
+most ``global_n - 1`` repeats per epoch, stated in :func:`shard_units`).
+
+Window positions are drawn at random inside each recording (``random_offsets=True`` for
+training); the absolute time of a window is never part of a sample's tensors (in the HUP
+layout every onset sits at 120 s: a model that saw time would learn the label from it), it is
+only in the sample's ``meta`` for evaluation bookkeeping. Memory is bounded by a few
+recordings' feature matrices (an LRU cache per worker), never whole signals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import signal
+from torch.utils.data import IterableDataset, get_worker_info
+
+from sozstore.models.data import (N_CLIP_FEATURES, RecordingInfo, clip_adjacency,
+                                  clip_features)
+from sozstore.store.signals import open_signals
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One window: recording index and first clip (or first second, for raw windows)."""
+
+    recording: int
+    start: int
+
+
+def epoch_units(recordings: Sequence[RecordingInfo], *, window: int, epoch: int, seed: int,
+                random_offsets: bool, shuffle: bool) -> list[Unit]:
+    """All windows of an epoch, identical on every worker and rank.
+
+    Each recording contributes ``max(1, n_clips // window)`` windows. With random offsets
+    they start at random positions (an epoch-dependent draw); otherwise they tile the
+    recording from its start.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    units = []
+    for i, rec in enumerate(recordings):
+        n = max(1, rec.n_clips // window)
+        last = max(0, rec.n_clips - window)
+        if random_offsets:
+            starts = np.sort(rng.integers(0, last + 1, size=n))
+        else:
+            starts = np.minimum(np.arange(n) * window, last)
+        units.extend(Unit(i, int(s)) for s in starts)
+    if shuffle:
+        order = rng.permutation(len(units))
+        units = [units[k] for k in order]
+    return units
+
+
+def shard_units(units: Sequence[Unit], *, global_id: int, global_n: int,
+                equalize: bool) -> list[Unit]:
+    """The slice of ``units`` for one worker of one rank.
+
+    With ``equalize`` every slice has ``ceil(len(units) / global_n)`` units: the short ones
+    repeat their own first units (DDP collectives need equal step counts).
+    """
+    mine = list(units[global_id::global_n])
+    if equalize and units:
+        target = math.ceil(len(units) / global_n)
+        pool = mine or list(units[:1])
+        while len(mine) < target:
+            mine.append(pool[(len(mine)) % len(pool)])
+    return mine
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class _WindowDataset(IterableDataset):
+    """Shared sharding, shuffling and epoch logic (see the module docstring)."""
+
+    window: int = 1
+
+    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+                 seed: int = 0, shuffle: bool = True, random_offsets: bool = True,
+                 equalize: bool = False, rank: int | None = None,
+                 world_size: int | None = None) -> None:
+        super().__init__()
+        self.store = str(Path(store).resolve())
+        self.recordings = list(recordings)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.random_offsets = random_offsets
+        self.equalize = equalize
+        self.epoch = 0
+        self._rank = rank
+        self._world_size = world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new window positions and a new order (call before each epoch)."""
+        self.epoch = epoch
+
+    def units(self) -> list[Unit]:
+        return epoch_units(self.recordings, window=self.window, epoch=self.epoch,
+                           seed=self.seed, random_offsets=self.random_offsets,
+                           shuffle=self.shuffle)
+
+    def my_units(self) -> list[Unit]:
+        """This worker's slice of the epoch's units."""
+        rank, world = _distributed()
+        rank = self._rank if self._rank is not None else rank
+        world = self._world_size if self._world_size is not None else world
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return shard_units(self.units(), global_id=rank * n_workers + worker,
+                           global_n=world * n_workers, equalize=self.equalize)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for unit in self.my_units():
+            yield self.sample(unit)
+
+    def __len__(self) -> int:  # windows per epoch over all shards (for progress bars)
+        return len(self.units())
+
+    def sample(self, unit: Unit) -> dict[str, Any]:
+        raise NotImplementedError  # implemented by each dataset below
+
+    def _common(self, rec: RecordingInfo, unit: Unit) -> dict[str, Any]:
+        return {"y": torch.tensor(rec.labels, dtype=torch.float32),
+                "meta": {"recording_id": rec.recording_id, "site": rec.site,
+                         "subject": rec.subject, "channels": list(rec.channels),
+                         "start": unit.start}}
+
+
+class ClipSequenceDataset(_WindowDataset):
+    """Windows of ``n_clips`` consecutive 5-s clips of per-clip features (SOZFormer).
+
+    A sample holds ``x`` (n_chans, n_clips, n_features) float32, ``y`` (n_chans) SOZ labels
+    (NaN = unknown), ``valid`` (n_chans, n_clips) and ``meta``.
+    """
+
+    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+                 n_clips: int = 25, clip_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(store, recordings, **kwargs)
+        self.window = n_clips
+        self.clip_s = clip_s
+
+    @property
+    def n_features(self) -> int:
+        return N_CLIP_FEATURES
+
+    def sample(self, unit: Unit) -> dict[str, Any]:
+        rec = self.recordings[unit.recording]
+        feats, valid = clip_features(self.store, rec, clip_s=self.clip_s)
+        x = _window(feats, unit.start, self.window, axis=1)
+        v = _window(valid, unit.start, self.window, axis=1)
+        return {"x": torch.from_numpy(np.ascontiguousarray(x)),
+                "valid": torch.from_numpy(np.ascontiguousarray(v)), **self._common(rec, unit)}
+
+
+class GraphSequenceDataset(_WindowDataset):
+    """Windows of ``n_steps`` clips with per-step correlation graphs (DCGRU).
+
+    A sample holds ``x`` (n_steps, n_chans, n_features), ``adj`` (n_steps, n_chans, n_chans)
+    Pearson r, ``y`` (n_chans) and ``meta``.
+    """
+
+    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+                 n_steps: int = 12, clip_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(store, recordings, **kwargs)
+        self.window = n_steps
+        self.clip_s = clip_s
+
+    @property
+    def n_features(self) -> int:
+        return N_CLIP_FEATURES
+
+    def sample(self, unit: Unit) -> dict[str, Any]:
+        rec = self.recordings[unit.recording]
+        feats, _ = clip_features(self.store, rec, clip_s=self.clip_s)
+        adj = clip_adjacency(self.store, rec, clip_s=self.clip_s)
+        x = _window(feats, unit.start, self.window, axis=1).transpose(1, 0, 2)
+        a = _window(adj, unit.start, self.window, axis=0)
+        return {"x": torch.from_numpy(np.ascontiguousarray(x)),
+                "adj": torch.from_numpy(np.ascontiguousarray(a)), **self._common(rec, unit)}
+
+
+class RawWindowDataset(_WindowDataset):
+    """Seizure-centred windows of raw signal cut in one-second steps (SZLoc).
+
+    Only recordings with a seizure onset take part. A window of ``n_steps`` seconds starts
+    ``15 + jitter`` seconds before the onset (``jitter`` drawn from 1..14 s when
+    ``random_offsets``, else 7 s), so the onset lands at step 16-29 and the loss can exclude
+    the uncertain middle (models.md §1.3). Samples are decimated to ``sfreq_out`` and robustly
+    z-scored per channel. A sample holds ``x`` (n_chans, n_steps, sfreq_out),
+    ``seizure`` (n_steps) 0/1 (1 from the marked onset on; offsets are often missing),
+    ``y`` (n_chans) and ``meta``.
+    """
+
+    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+                 n_steps: int = 45, sfreq_out: float = 200.0, **kwargs: Any) -> None:
+        super().__init__(store, [r for r in recordings if r.onsets_s], **kwargs)
+        self.window = n_steps
+        self.sfreq_out = sfreq_out
+
+    def units(self) -> list[Unit]:
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        units = [Unit(i, k) for i, rec in enumerate(self.recordings)
+                 for k in range(len(rec.onsets_s))]
+        if self.shuffle:
+            units = [units[j] for j in rng.permutation(len(units))]
+        return units
+
+    def sample(self, unit: Unit) -> dict[str, Any]:
+        rec = self.recordings[unit.recording]
+        onset = rec.onsets_s[unit.start]
+        if self.random_offsets:
+            rng = np.random.default_rng([self.seed, self.epoch, unit.recording, unit.start])
+            jitter = int(rng.integers(1, 15))
+        else:
+            jitter = 7
+        sig = open_signals(Path(self.store) / rec.zarr_path)
+        start = onset - 15.0 - jitter
+        start = float(np.clip(start, 0.0, max(0.0, sig.duration - self.window)))
+        data = sig.read(start, start + self.window, list(rec.channels)).astype(np.float64)
+        factor = int(round(sig.sfreq / self.sfreq_out))
+        if factor > 1:
+            data = signal.decimate(np.nan_to_num(data), factor, axis=-1, zero_phase=True)
+        steps = int(self.sfreq_out)
+        n_steps = self.window
+        need = n_steps * steps
+        if data.shape[1] < need:
+            data = np.pad(data, ((0, 0), (0, need - data.shape[1])))
+        data = _robust_z(data[:, :need]).reshape(len(rec.channels), n_steps, steps)
+        t = start + np.arange(n_steps) + 0.5
+        seizure = (t >= onset).astype(np.float32)
+        out = {"x": torch.from_numpy(data.astype(np.float32)),
+               "seizure": torch.from_numpy(seizure), **self._common(rec, unit)}
+        out["meta"]["onset_step"] = int(np.floor(onset - start))
+        return out
+
+
+def _robust_z(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    med = np.median(x, axis=-1, keepdims=True)
+    mad = np.median(np.abs(x - med), axis=-1, keepdims=True) * 1.4826
+    return np.clip((x - med) / np.where(mad > 1e-9, mad, 1.0), -20.0, 20.0)
+
+
+def _window(a: NDArray, start: int, length: int, *, axis: int) -> NDArray:
+    """``length`` entries of ``a`` along ``axis`` from ``start``, zero-padded at the end."""
+    taken = np.take(a, np.arange(start, min(start + length, a.shape[axis])), axis=axis)
+    short = length - taken.shape[axis]
+    if short > 0:
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (0, short)
+        taken = np.pad(taken, pad)
+    return taken
+
+
+def collate_padded(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples, padding the channel axis; adds ``mask`` (batch, n_chans) True = real.
+
+    The channel axis is axis 0 of ``x``/``y``/``valid`` for clip and raw samples, axis 1 of
+    ``x`` and axes 1-2 of ``adj`` for graph samples.
+    """
+    n_max = max(len(b["y"]) for b in batch)
+    out: dict[str, Any] = {"meta": [b["meta"] for b in batch]}
+    mask = torch.zeros(len(batch), n_max, dtype=torch.bool)
+    for i, b in enumerate(batch):
+        mask[i, : len(b["y"])] = True
+    out["mask"] = mask
+    graph = "adj" in batch[0]
+    for key in batch[0]:
+        if key == "meta":
+            continue
+        tensors = [b[key] for b in batch]
+        if key == "seizure":
+            out[key] = torch.stack(tensors)
+            continue
+        # the channel axes of each tensor kind (graph x is (steps, chans, features))
+        axes = (1, 2) if key == "adj" else (1,) if (graph and key == "x") else (0,)
+        fill = float("nan") if key == "y" else 0
+        padded = []
+        for t in tensors:
+            shape = list(t.shape)
+            for ax in axes:
+                shape[ax] = n_max
+            full = torch.full(shape, fill, dtype=t.dtype) if t.dtype != torch.bool \
+                else torch.zeros(shape, dtype=torch.bool)
+            full[tuple(slice(0, n) for n in t.shape)] = t
+            padded.append(full)
+        out[key] = torch.stack(padded)
+    return out
+
+
+def _worker_init(_: int) -> None:
+    # one thread per worker: the workers are the parallelism (braindecode#75)
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: _WindowDataset, *, batch_size: int, num_workers: int = 0
+                ) -> torch.utils.data.DataLoader:
+    """A DataLoader for these datasets: padded batches, and worker processes started with
+    ``forkserver`` (forking a parent whose DuckDB/polars thread pools are running can
+    deadlock the child)."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs = {"multiprocessing_context": "forkserver", "worker_init_fn": _worker_init,
+                  "persistent_workers": False}
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                       collate_fn=collate_padded, num_workers=num_workers,
+                                       **kwargs)
