@@ -113,17 +113,24 @@ def _robust_normalise(x: NDArray[np.float32], valid: NDArray[np.bool_]) -> NDArr
 
 
 def _table_for(store: Path, table: str, info: RecordingInfo, columns: str) -> pl.DataFrame:
-    con = connect(store)
-    try:
-        return pl.from_arrow(con.sql(
-            f"SELECT {columns} FROM {table} WHERE site = $site AND subject = $subject "
-            "AND recording_id = $rid", params={"site": info.site, "subject": info.subject,
-                                               "rid": info.recording_id}).to_arrow_table())
-    finally:
-        con.close()
+    """One recording's rows of a feature table at its current version, read straight from
+    the subject's partition file (row-group statistics skip the other recordings)."""
+    import pyarrow.parquet as pq
+
+    from sozstore.etl.features.engine import partition_path
+    from sozstore.etl.features.registry import FEATURE_SETS, TABLE_TO_SET
+
+    version = FEATURE_SETS[TABLE_TO_SET[table]].version
+    path = partition_path(store, table, version, info.site, info.subject)
+    cols = [c.strip() for c in columns.split(",")]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no {table} features for {info.recording_id}; run "
+                                "`sozstore features` first")
+    data = pq.read_table(path, columns=cols, filters=[("recording_id", "=", info.recording_id)])
+    return pl.from_arrow(data)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
                           ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     root = Path(store)

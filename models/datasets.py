@@ -126,9 +126,28 @@ class _WindowDataset(IterableDataset):
         return shard_units(self.units(), global_id=rank * n_workers + worker,
                            global_n=world * n_workers, equalize=self.equalize)
 
+    #: Samples held to mix windows of neighbouring recordings when shuffling.
+    shuffle_buffer: int = 32
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for unit in self.my_units():
-            yield self.sample(unit)
+        units = self.my_units()
+        if not self.shuffle:
+            for unit in units:
+                yield self.sample(unit)
+            return
+        # Visit this worker's units recording by recording (each recording's features are
+        # read once per epoch), recordings in a random order, windows in a random order,
+        # through a small shuffle buffer (WebDataset-style shard shuffling).
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        order = {r: k for k, r in enumerate(rng.permutation(len(self.recordings)))}
+        units = sorted(units, key=lambda u: (order[u.recording], rng.random()))
+        buffer: list[dict[str, Any]] = []
+        for unit in units:
+            buffer.append(self.sample(unit))
+            if len(buffer) >= self.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        while buffer:
+            yield buffer.pop(int(rng.integers(len(buffer))))
 
     def __len__(self) -> int:  # windows per epoch over all shards (for progress bars)
         return len(self.units())

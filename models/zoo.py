@@ -197,8 +197,11 @@ class TorchEstimator:
     def _dataset(self, store: str | Path, keys: list[str], *, train: bool,
                  labels: pl.DataFrame | None = None) -> Any:
         recs = recording_table(store, subjects=keys, labels=labels)
-        kw = dict(seed=self.config.seed, shuffle=train, random_offsets=train,
-                  equalize=train and torch.distributed.is_initialized())
+        kw: dict[str, Any] = dict(seed=self.config.seed, shuffle=train, random_offsets=train,
+                                  equalize=train and torch.distributed.is_initialized())
+        if not train:
+            # every rank predicts every window, so early stopping decides the same everywhere
+            kw.update(rank=0, world_size=1)
         if self.name == "sozformer":
             return ClipSequenceDataset(store, recs, n_clips=self.config.n_clips, **kw)
         if self.name == "dcgru":

@@ -375,12 +375,22 @@ def demo(
         "sozstore-demo"),
     subjects_per_site: Annotated[int, typer.Option(help="Subjects per site.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    workers: Annotated[int, typer.Option(help="Recordings ingested in parallel.")] = 2,
+    workers: Annotated[int, typer.Option(help="Recordings processed in parallel.")] = 2,
+    cv: Annotated[int, typer.Option(help="Patient-wise folds.")] = 3,
+    leave_site_out: Annotated[bool, typer.Option(
+        "--leave-site-out", help="Also run leave-one-site-out.")] = False,
+    models: Annotated[Optional[str], typer.Option(
+        help="Comma-separated models (default: the whole zoo).")] = None,
+    full_size: Annotated[bool, typer.Option(
+        "--full-size", help="Published model sizes instead of the demo's small ones.")] = False,
 ) -> None:
-    """End-to-end demo: generate a cohort, run the ETL for every site, summarise the catalog."""
+    """End-to-end demo: cohort, ETL for every site, features, named queries, then every model
+    and baseline under patient-wise CV, and the comparison table."""
     from sozstore.demo import run_demo
 
     code = run_demo(workdir, subjects_per_site=subjects_per_site, seed=seed, workers=workers,
+                    cv=cv, leave_site_out=leave_site_out,
+                    models=tuple(models.split(",")) if models else None, full_size=full_size,
                     console=console)
     raise typer.Exit(code)
 
