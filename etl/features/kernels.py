@@ -8,12 +8,15 @@ flag them instead of storing silent zeros.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pywt
 from numpy.typing import NDArray
-from scipy import stats
 
 #: Clinical bands (Hz). Ripple and fast ripple follow Staba et al.
 BANDS: dict[str, tuple[float, float]] = {
@@ -21,6 +24,35 @@ BANDS: dict[str, tuple[float, float]] = {
     "gamma": (30.0, 80.0), "ripple": (80.0, 250.0), "fast_ripple": (250.0, 500.0),
 }
 _EPS = 1e-12
+
+
+_BLAS: Any = None
+_BLAS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run the body with BLAS capped at one thread (for small matrix products).
+
+    A multi-threaded OpenBLAS busy-waits for its helper threads; on a machine whose cores
+    are busy (other workers, other jobs) a 20-MFLOP product then takes seconds instead of
+    ~10 ms. One thread computes the same values (each output element is the same dot
+    product). The cap is process-wide, so the lock keeps concurrent callers from restoring
+    each other's limits; entering costs microseconds.
+    """
+    global _BLAS
+    with _BLAS_LOCK:
+        if _BLAS is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                _BLAS = ThreadpoolController()
+            except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+                _BLAS = False
+        if not _BLAS:
+            yield
+            return
+        with _BLAS.limit(limits=1, user_api="blas"):
+            yield
 
 
 def to_clips(block: NDArray, clip_samples: int) -> NDArray:
@@ -36,24 +68,47 @@ FLAT_SD_UV = 0.1
 
 
 def clip_validity(clips: NDArray) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """``(has_nan, flat)`` flags, each ``(n_channels, n_clips)``."""
-    has_nan = np.isnan(clips).any(axis=-1)
+    """``(has_nan, flat)`` flags, each ``(n_channels, n_clips)``.
+
+    ``flat`` is ``np.nanstd(clip) < FLAT_SD_UV`` on clips without NaN. The SD is only computed
+    for clips whose range could allow it: ``|x_i - mean| <= sd * sqrt(n - 1)`` (Samuelson), so
+    a clip whose range exceeds ``2 * sqrt(n - 1) * FLAT_SD_UV`` is not flat. The range (one
+    max and one min pass, which also propagate NaN) replaces the NaN scan and the full SD.
+    """
+    n = clips.shape[-1]
     with np.errstate(invalid="ignore"):
-        flat = ~has_nan & (np.nanstd(clips, axis=-1) < FLAT_SD_UV)
+        top = clips.max(axis=-1) if n else np.zeros(clips.shape[:-1], clips.dtype)
+        bottom = clips.min(axis=-1) if n else top
+        has_nan = np.isnan(top) | np.isnan(bottom)
+        bound = 2.0 * np.sqrt(max(n - 1, 0)) * FLAT_SD_UV * (1.0 + 1e-3)
+        maybe_flat = ~has_nan & ~((top - bottom) > bound)
+    flat = np.zeros(has_nan.shape, dtype=bool)
+    if maybe_flat.any():
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # empty clips: NaN, not flat
+            flat[maybe_flat] = np.nanstd(clips[maybe_flat], axis=-1) < FLAT_SD_UV
     return has_nan, flat
 
 
-def _invalid_mask(clips: NDArray) -> NDArray[np.bool_]:
+def _invalid_mask(clips: NDArray, invalid: NDArray[np.bool_] | None = None
+                  ) -> NDArray[np.bool_]:
+    """``has_nan | flat``, or ``invalid`` when the caller already has it."""
+    if invalid is not None:
+        return invalid
     has_nan, flat = clip_validity(clips)
     return has_nan | flat
 
 
 def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float = 0.2,
-                           fmax: float | None = None) -> NDArray[np.float32]:
+                           fmax: float | None = None, invalid: NDArray[np.bool_] | None = None
+                           ) -> NDArray[np.float32]:
     """Log10 amplitude of the rFFT, bins ``resolution_hz .. fmax`` (DC dropped).
 
     A clip is cut into segments of ``sfreq / resolution_hz`` samples whose amplitude spectra
     are averaged (one segment for a 5-s clip at 0.2 Hz: 2500 bins up to 500 Hz at 1 kHz).
+
+    ``invalid`` (``(n_channels, n_clips)``, from :func:`clip_validity`) skips recomputing
+    the flags.
 
     Returns
     -------
@@ -65,76 +120,105 @@ def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float
         raise ValueError(f"clip of {n} samples is shorter than one {resolution_hz} Hz segment")
     n_seg = n // n_fft
     seg = clips[..., : n_seg * n_fft].reshape(n_ch, n_clips, n_seg, n_fft).astype(np.float64)
-    amp = np.abs(np.fft.rfft(seg, axis=-1)).mean(axis=2)
+    amp = np.abs(np.fft.rfft(seg, axis=-1))
+    amp = amp[:, :, 0] if n_seg == 1 else amp.mean(axis=2)  # the mean of one is itself
     top = n_fft // 2 if fmax is None else int(np.floor(fmax / resolution_hz))
-    out = np.log10(amp[..., 1: top + 1] + _EPS).astype(np.float32)
-    out[_invalid_mask(clips)] = np.nan
+    out = amp[..., 1: top + 1]
+    out += _EPS
+    out = np.log10(out, out=out).astype(np.float32)
+    out[_invalid_mask(clips, invalid)] = np.nan
     return out
 
 
 def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, float]] | None
-                = None, max_freq: float | None = None) -> dict[str, NDArray[np.float64]]:
+                = None, max_freq: float | None = None, invalid: NDArray[np.bool_] | None = None
+                ) -> dict[str, NDArray[np.float64]]:
     """Absolute band powers (uV^2, from the periodogram), line length, variance, skewness and
     kurtosis, each ``(n_channels, n_clips)``.
 
     Bands above ``max_freq`` (the recording's bandwidth: half the lower of source and store
     rates) are NaN: a band the source never recorded is missing, not zero.
+
+    Skewness and kurtosis are ``scipy.stats.skew`` / ``kurtosis`` (biased, Fisher), computed
+    from the same central moments in one pass (the same operations in the same order, so
+    the same values). ``invalid`` (from :func:`clip_validity`) skips recomputing the flags.
     """
     bands = bands or BANDS
     x = clips.astype(np.float64)
     n = x.shape[-1]
-    centred = x - x.mean(axis=-1, keepdims=True)
-    spec = np.abs(np.fft.rfft(centred, axis=-1)) ** 2 / (sfreq * n)
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    spec = np.abs(np.fft.rfft(centred, axis=-1))
+    spec **= 2
+    spec /= sfreq * n
     spec[..., 1:-1] *= 2.0  # one-sided
     freqs = np.fft.rfftfreq(n, 1.0 / sfreq)
     df = freqs[1] - freqs[0]
     limit = min(0.5 * sfreq, max_freq if max_freq is not None else np.inf)
-    invalid = _invalid_mask(clips)
+    invalid = _invalid_mask(clips, invalid)
     out: dict[str, NDArray[np.float64]] = {}
     for name, (lo, hi) in bands.items():
-        sel = (freqs >= lo) & (freqs < hi)
-        value = spec[..., sel].sum(axis=-1) * df
+        idx = np.flatnonzero((freqs >= lo) & (freqs < hi))  # ascending bins: one slice
+        value = (spec[..., idx[0]: idx[-1] + 1].sum(axis=-1) if idx.size
+                 else np.zeros(spec.shape[:-1]))
+        value *= df
         if hi > limit + 1e-9:
             value = np.full_like(value, np.nan)
         out[name] = value
-    out["line_length"] = np.abs(np.diff(x, axis=-1)).mean(axis=-1)
-    out["variance"] = x.var(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        # flat clips warn about precision loss; they are set to NaN just below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out["skewness"] = stats.skew(x, axis=-1)
-        out["kurtosis"] = stats.kurtosis(x, axis=-1)
+    del spec
+    step = np.diff(x, axis=-1)
+    np.abs(step, out=step)
+    out["line_length"] = step.mean(axis=-1)
+    del step, x
+    # central moments as scipy.stats computes them: m_k = mean((x - mean)**k)
+    sq = np.square(centred)
+    m2 = sq.mean(axis=-1)  # numpy's var is this same sum of squares over n
+    centred *= sq
+    m3 = centred.mean(axis=-1)
+    np.square(sq, out=sq)
+    m4 = sq.mean(axis=-1)
+    del sq, centred
+    with np.errstate(all="ignore"):
+        zero = m2 <= (np.finfo(np.float64).eps * mean[..., 0]) ** 2
+        out["skewness"] = np.where(zero, np.nan, m3 / m2**1.5)
+        out["kurtosis"] = np.where(zero, np.nan, m4 / m2**2.0) - 3
+    out["variance"] = m2
     for value in out.values():
         value[invalid] = np.nan
     return out
 
 
-def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int = 5
+def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int = 5,
+                            invalid: NDArray[np.bool_] | None = None
                             ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Wavelet-packet log energies and relative energies of the ``2**level`` leaves.
 
     Equal to ``pywt.WaveletPacket(x, wavelet, mode="symmetric", maxlevel=level)
     .get_level(level, order="freq")`` per clip, computed for all channels and clips at once
-    (each level is one ``pywt.dwt`` over the stacked nodes).
+    (each level is one ``pywt.dwt`` over the stacked nodes). ``invalid`` (from
+    :func:`clip_validity`) skips recomputing the flags.
 
     Returns
     -------
     log_energy, relative_energy : arrays of shape (n_channels, n_clips, 2**level)
         Leaves ordered from low to high frequency.
     """
-    nodes = [clips.astype(np.float64)]
+    nodes = clips.astype(np.float64)[None]  # (n_nodes, n_channels, n_clips, n)
     paths = [""]
     for _ in range(level):
-        stacked = np.stack(nodes, axis=0)
-        approx, detail = pywt.dwt(stacked, wavelet, mode="symmetric", axis=-1)
-        nodes = [a for pair in zip(approx, detail) for a in pair]
+        approx, detail = pywt.dwt(nodes, wavelet, mode="symmetric", axis=-1)
+        # interleave: a0, d0, a1, d1, ... (each node's children side by side)
+        nodes = np.stack([approx, detail], axis=1).reshape(-1, *approx.shape[1:])
+        del approx, detail
         paths = [p + c for p in paths for c in "ad"]
-    freq_order = _gray_order(level)
     index = {p: i for i, p in enumerate(paths)}
-    energy = np.stack([np.sum(nodes[index[p]] ** 2, axis=-1) for p in freq_order], axis=-1)
+    order = [index[p] for p in _gray_order(level)]
+    np.square(nodes, out=nodes)
+    leaf_energy = nodes.sum(axis=-1)  # (n_leaves, n_channels, n_clips)
+    energy = np.moveaxis(leaf_energy[order], 0, -1)
     log_energy = np.log(energy + _EPS)
     relative = energy / (energy.sum(axis=-1, keepdims=True) + _EPS)
-    invalid = _invalid_mask(clips)
+    invalid = _invalid_mask(clips, invalid)
     log_energy[invalid] = np.nan
     relative[invalid] = np.nan
     return log_energy, relative
@@ -148,9 +232,11 @@ def _gray_order(level: int) -> list[str]:
     return graycode
 
 
-def correlation_upper(clips: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64],
-                                               NDArray[np.float32]]:
+def correlation_upper(clips: NDArray, *, invalid: NDArray[np.bool_] | None = None
+                      ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
     """Pearson correlation between channels per clip, upper triangle.
+
+    ``invalid`` (from :func:`clip_validity`) skips recomputing the flags.
 
     Returns
     -------
@@ -161,13 +247,15 @@ def correlation_upper(clips: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int
     """
     x = clips.astype(np.float64)
     centred = x - x.mean(axis=-1, keepdims=True)
+    del x
     norm = np.sqrt((centred ** 2).sum(axis=-1, keepdims=True))
-    invalid = _invalid_mask(clips)
+    invalid = _invalid_mask(clips, invalid)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = centred / norm
     z[invalid] = 0.0
     zt = np.ascontiguousarray(z.transpose(1, 0, 2))  # (n_clips, n_ch, n_samples)
-    corr = zt @ zt.transpose(0, 2, 1)  # (n_clips, n_ch, n_ch), one BLAS call per clip
+    with _one_blas_thread():
+        corr = zt @ zt.transpose(0, 2, 1)  # (n_clips, n_ch, n_ch), one BLAS call per clip
     i, j = np.triu_indices(clips.shape[0], k=1)
     r = corr[:, i, j]
     bad = invalid.T[:, i] | invalid.T[:, j]

@@ -14,6 +14,7 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,37 @@ class Block:
     offset_s: float
     clip_samples: int
 
-    @property
+    # Everything below is derived from the block once and shared by every set that needs
+    # it (cached on first use): the clips view, the NaN/flat flags, a float64 copy for the
+    # detectors, and the Arrow key and flag columns.
+    @cached_property
     def clips(self) -> NDArray[np.float32]:
         """Core clips, (n_channels, n_clips, clip_samples)."""
         a, b = self.core
         return kernels.to_clips(self.data[:, a:b], self.clip_samples)
+
+    @cached_property
+    def validity(self) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """``(has_nan, flat)`` of every clip, each (n_channels, n_clips)."""
+        return kernels.clip_validity(self.clips)
+
+    @cached_property
+    def invalid(self) -> NDArray[np.bool_]:
+        """Clips with NaN or flat samples, (n_channels, n_clips)."""
+        has_nan, flat = self.validity
+        return has_nan | flat
+
+    @cached_property
+    def valid_rows(self) -> NDArray[np.bool_]:
+        """``~invalid`` in row order (clip, channel)."""
+        return ~self.invalid.T.ravel()
+
+    @cached_property
+    def data64(self) -> NDArray[np.float64]:
+        """``data`` as float64 (the detectors' input; shared, never modified)."""
+        out = self.data.astype(np.float64)
+        out.flags.writeable = False
+        return out
 
     @property
     def clip_starts(self) -> NDArray[np.float64]:
@@ -72,21 +99,77 @@ class Block:
 
     def key_columns(self) -> dict[str, Any]:
         """Key columns in (clip, channel) order, the order rows are written in."""
+        return dict(self._key_columns)
+
+    @cached_property
+    def _key_columns(self) -> dict[str, Any]:
         starts = self.clip_starts
         n_ch = len(self.channels)
+        n = n_ch * len(starts)
         return {
-            "site": pa.array([self.site] * (n_ch * len(starts)), _str),
-            "subject": pa.array([self.subject] * (n_ch * len(starts)), _str),
-            "recording_id": pa.array([self.recording_id] * (n_ch * len(starts)), _str),
+            "site": pa.repeat(pa.scalar(self.site, _str), n),
+            "subject": pa.repeat(pa.scalar(self.subject, _str), n),
+            "recording_id": pa.repeat(pa.scalar(self.recording_id, _str), n),
             "channel": pa.array(self.channels * len(starts), _str),
             "clip_start_s": pa.array(np.repeat(starts, n_ch), _f64),
         }
 
     def flag_columns(self) -> dict[str, Any]:
-        has_nan, flat = kernels.clip_validity(self.clips)
+        return dict(self._flag_columns)
+
+    @cached_property
+    def _flag_columns(self) -> dict[str, Any]:
+        has_nan, flat = self.validity
         flag = np.where(has_nan, "nan", np.where(flat, "flat", None)).T.ravel()
-        return {"valid": pa.array(~(has_nan | flat).T.ravel()),
-                "flag": pa.array(flag.tolist(), _str)}
+        return {"valid": pa.array(self.valid_rows),
+                "flag": pa.array(flag, _str)}
+
+    def masked_counts(self, counts: NDArray[np.integer], *, detector: bool = False
+                      ) -> pa.Array:
+        """Per-row counts as int32, null where the clip is invalid (missing, not zero).
+
+        With ``detector``, also null on every clip of a channel whose block (margins
+        included) holds a NaN: the detectors silence such a channel for the whole block.
+        """
+        valid = self.detector_valid_rows if detector else self.valid_rows
+        return pa.array(np.asarray(counts, dtype=np.int32), pa.int32(), mask=~valid)
+
+    @cached_property
+    def detector_valid_rows(self) -> NDArray[np.bool_]:
+        """``valid_rows`` minus the rows of channels with a NaN anywhere in ``data``."""
+        silenced = np.isnan(self.data).any(axis=1)  # (n_channels,)
+        return self.valid_rows & ~np.tile(silenced, len(self.clip_starts))
+
+    def detector_flag_columns(self) -> dict[str, Any]:
+        """``valid``/``flag`` of the detector tables: ``nan_in_block`` marks clean clips of
+        a channel the detector could not look at (a NaN elsewhere in its block)."""
+        flags = self.flag_columns()
+        extra = self.valid_rows & ~self.detector_valid_rows
+        if not extra.any():
+            return flags
+        flag = np.asarray(flags["flag"].to_numpy(zero_copy_only=False), dtype=object)
+        flag[extra] = "nan_in_block"
+        return {"valid": pa.array(self.detector_valid_rows), "flag": pa.array(flag, _str)}
+
+    def with_margin(self, margin: int) -> "Block":
+        """The same block with at most ``margin`` samples of signal around its core.
+
+        Each set sees exactly its own margin, so its rows do not depend on which other sets
+        run beside it. Core-only caches (clips, flags, key columns) are shared.
+        """
+        a, b = self.core
+        lo, hi = max(0, a - margin), min(self.data.shape[1], b + margin)
+        if lo == 0 and hi == self.data.shape[1]:
+            return self
+        view = Block(site=self.site, subject=self.subject, recording_id=self.recording_id,
+                     channels=self.channels, sfreq=self.sfreq, bandwidth_hz=self.bandwidth_hz,
+                     mains_hz=self.mains_hz, data=self.data[:, lo:hi], core=(a - lo, b - lo),
+                     offset_s=self.offset_s + lo / self.sfreq, clip_samples=self.clip_samples)
+        for name in ("clips", "validity", "invalid", "valid_rows", "_key_columns",
+                     "_flag_columns"):
+            if name in self.__dict__:
+                view.__dict__[name] = self.__dict__[name]
+        return view
 
 
 def _by_clip(values: NDArray) -> NDArray:
@@ -159,7 +242,8 @@ def _spectrum_bins(params: dict[str, Any], sfreq: float) -> int:
 def _compute_spectrum(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
     spec = kernels.log_amplitude_spectrum(block.clips, block.sfreq,
                                           resolution_hz=params["resolution_hz"],
-                                          fmax=min(params["fmax"], block.sfreq / 2))
+                                          fmax=min(params["fmax"], block.sfreq / 2),
+                                          invalid=block.invalid)
     cols = {**block.key_columns(), **block.flag_columns(),
             "spectrum": _fixed_list(_by_clip(spec))}
     return {"spectrum": pa.RecordBatch.from_pydict(cols)}
@@ -170,7 +254,8 @@ BANDPOWER_COLUMNS = (*kernels.BANDS, "line_length", "variance", "skewness", "kur
 
 
 def _compute_bandpower(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
-    values = kernels.band_powers(block.clips, block.sfreq, max_freq=block.bandwidth_hz)
+    values = kernels.band_powers(block.clips, block.sfreq, max_freq=block.bandwidth_hz,
+                                 invalid=block.invalid)
     cols = {**block.key_columns(), **block.flag_columns()}
     for name in BANDPOWER_COLUMNS:
         cols[name] = pa.array(_by_clip(values[name]).astype(np.float32), _f32)
@@ -180,7 +265,7 @@ def _compute_bandpower(block: Block, params: dict[str, Any]) -> dict[str, pa.Rec
 # --------------------------------------------------------------------------- wpt
 def _compute_wpt(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
     log_e, rel_e = kernels.wavelet_packet_energies(block.clips, wavelet=params["wavelet"],
-                                                   level=params["level"])
+                                                   level=params["level"], invalid=block.invalid)
     cols = {**block.key_columns(), **block.flag_columns(),
             "log_energy": _fixed_list(_by_clip(log_e)),
             "relative_energy": _fixed_list(_by_clip(rel_e))}
@@ -189,17 +274,17 @@ def _compute_wpt(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBat
 
 # --------------------------------------------------------------------------- adjacency
 def _compute_adjacency(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
-    i, j, r = kernels.correlation_upper(block.clips)
+    i, j, r = kernels.correlation_upper(block.clips, invalid=block.invalid)
     starts = block.clip_starts
-    n_pairs = i.size
-    names = np.asarray(block.channels, dtype=object)
+    n_rows = i.size * len(starts)
+    names = pa.array(block.channels, _str)
     cols = {
-        "site": pa.array([block.site] * (n_pairs * len(starts)), _str),
-        "subject": pa.array([block.subject] * (n_pairs * len(starts)), _str),
-        "recording_id": pa.array([block.recording_id] * (n_pairs * len(starts)), _str),
-        "clip_start_s": pa.array(np.repeat(starts, n_pairs), _f64),
-        "channel_i": pa.array(np.tile(names[i], len(starts)).tolist(), _str),
-        "channel_j": pa.array(np.tile(names[j], len(starts)).tolist(), _str),
+        "site": pa.repeat(pa.scalar(block.site, _str), n_rows),
+        "subject": pa.repeat(pa.scalar(block.subject, _str), n_rows),
+        "recording_id": pa.repeat(pa.scalar(block.recording_id, _str), n_rows),
+        "clip_start_s": pa.array(np.repeat(starts, i.size), _f64),
+        "channel_i": names.take(np.tile(i, len(starts))),
+        "channel_j": names.take(np.tile(j, len(starts))),
         "r": pa.array(r.reshape(-1), _f32),
     }
     return {"adjacency": pa.RecordBatch.from_pydict(cols)}
@@ -231,27 +316,22 @@ def _per_clip_counts(block: Block, channel: NDArray[np.int64], times: NDArray[np
 def _compute_spikes(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
     from sozstore.etl.features.spikes import detect_spikes
 
-    ev = detect_spikes(block.data.astype(np.float64), block.sfreq, mains_hz=block.mains_hz,
+    ev = detect_spikes(block.data64, block.sfreq, mains_hz=block.mains_hz,
                        k1=params["k1"], band=tuple(params["band"]))
     times = ev.time_s + block.offset_s
     keep = _events_in_core(block, times)
     ch, t, amp, clear = ev.channel[keep], times[keep], ev.amplitude[keep], ev.clear[keep]
     counts = _per_clip_counts(block, ch, t)
     n_clear = _per_clip_counts(block, ch, t, clear)
-    flags = block.flag_columns()
-    valid = np.asarray(flags["valid"])
-    cols = {**block.key_columns(), **flags}
+    cols = {**block.key_columns(), **block.detector_flag_columns()}
     # A clip with NaN or flat samples has no count (null), not zero spikes.
-    cols["spike_count"] = pa.array([None if not v else int(c) for v, c in zip(valid, counts)],
-                                   pa.int32())
-    cols["clear_count"] = pa.array([None if not v else int(c) for v, c in zip(valid, n_clear)],
-                                   pa.int32())
-    names = np.asarray(block.channels, dtype=object)
+    cols["spike_count"] = block.masked_counts(counts, detector=True)
+    cols["clear_count"] = block.masked_counts(n_clear, detector=True)
     events = {
-        "site": pa.array([block.site] * len(t), _str),
-        "subject": pa.array([block.subject] * len(t), _str),
-        "recording_id": pa.array([block.recording_id] * len(t), _str),
-        "channel": pa.array(names[ch].tolist(), _str),
+        "site": pa.repeat(pa.scalar(block.site, _str), len(t)),
+        "subject": pa.repeat(pa.scalar(block.subject, _str), len(t)),
+        "recording_id": pa.repeat(pa.scalar(block.recording_id, _str), len(t)),
+        "channel": pa.array(block.channels, _str).take(ch),
         "time_s": pa.array(t, _f64),
         "amplitude": pa.array(amp.astype(np.float32), _f32),
         "clear": pa.array(clear, pa.bool_()),
@@ -275,43 +355,51 @@ def _compute_hfo(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBat
     from sozstore.etl.features.hfo import detect_hfos
 
     bands = _hfo_bands(block.bandwidth_hz, block.sfreq)
-    flags = block.flag_columns()
-    valid = np.asarray(flags["valid"])
-    cols = {**block.key_columns(), **flags}
-    names = np.asarray(block.channels, dtype=object)
+    valid = block.detector_valid_rows
+    cols = {**block.key_columns(), **block.detector_flag_columns()}
+    names = pa.array(block.channels, _str)
     ev_cols: dict[str, list[Any]] = {k: [] for k in ("channel", "start_s", "end_s", "peak_s",
                                                      "amplitude", "kind")}
     clip_s = block.clip_samples / block.sfreq
+    # Both bands in one call: detect_hfos treats each band independently (same offset
+    # removal, same per-band statistics), so this equals one call per band without the
+    # second float64 copy and median; events are split back by kind below.
+    ev = (detect_hfos(block.data64, block.sfreq, bands=bands,
+                      rms_threshold_sd=params["rms_threshold_sd"]) if bands else None)
     for kind in ("ripple", "fast_ripple"):
         if kind not in bands:
             cols[f"{kind}_count"] = pa.nulls(len(valid), pa.int32())
             cols[f"{kind}_rate_per_min"] = pa.nulls(len(valid), _f32)
             continue
-        ev = detect_hfos(block.data.astype(np.float64), block.sfreq, bands={kind: bands[kind]},
-                         rms_threshold_sd=params["rms_threshold_sd"])
+        assert ev is not None
         peaks = ev.peak_s + block.offset_s
-        keep = _events_in_core(block, peaks)
+        keep = _events_in_core(block, peaks) & (ev.kind == kind)
         counts = _per_clip_counts(block, ev.channel[keep], peaks[keep])
-        cols[f"{kind}_count"] = pa.array(
-            [None if not v else int(c) for v, c in zip(valid, counts)], pa.int32())
-        cols[f"{kind}_rate_per_min"] = pa.array(
-            [None if not v else float(c) * 60.0 / clip_s for v, c in zip(valid, counts)], _f32)
-        ev_cols["channel"] += names[ev.channel[keep]].tolist()
-        ev_cols["start_s"] += (ev.start_s[keep] + block.offset_s).tolist()
-        ev_cols["end_s"] += (ev.end_s[keep] + block.offset_s).tolist()
-        ev_cols["peak_s"] += peaks[keep].tolist()
-        ev_cols["amplitude"] += ev.amplitude[keep].tolist()
-        ev_cols["kind"] += [kind] * int(keep.sum())
-    n = len(ev_cols["channel"])
-    events = {"site": pa.array([block.site] * n, _str),
-              "subject": pa.array([block.subject] * n, _str),
-              "recording_id": pa.array([block.recording_id] * n, _str),
-              "channel": pa.array(ev_cols["channel"], _str),
-              "start_s": pa.array(ev_cols["start_s"], _f64),
-              "end_s": pa.array(ev_cols["end_s"], _f64),
-              "peak_s": pa.array(ev_cols["peak_s"], _f64),
-              "amplitude": pa.array(ev_cols["amplitude"], _f32),
-              "kind": pa.array(ev_cols["kind"], _str)}
+        cols[f"{kind}_count"] = block.masked_counts(counts, detector=True)
+        rate = (counts.astype(np.float64) * 60.0 / clip_s).astype(np.float32)
+        cols[f"{kind}_rate_per_min"] = pa.array(rate, _f32, mask=~valid)
+        ev_cols["channel"].append(ev.channel[keep])
+        ev_cols["start_s"].append(ev.start_s[keep] + block.offset_s)
+        ev_cols["end_s"].append(ev.end_s[keep] + block.offset_s)
+        ev_cols["peak_s"].append(peaks[keep])
+        ev_cols["amplitude"].append(ev.amplitude[keep])
+        ev_cols["kind"].append(np.full(int(keep.sum()), kind, dtype=object))
+
+    def cat(key: str, dtype: Any) -> NDArray:
+        parts = ev_cols[key]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    channel = cat("channel", np.int64)
+    n = channel.size
+    events = {"site": pa.repeat(pa.scalar(block.site, _str), n),
+              "subject": pa.repeat(pa.scalar(block.subject, _str), n),
+              "recording_id": pa.repeat(pa.scalar(block.recording_id, _str), n),
+              "channel": names.take(channel),
+              "start_s": pa.array(cat("start_s", np.float64), _f64),
+              "end_s": pa.array(cat("end_s", np.float64), _f64),
+              "peak_s": pa.array(cat("peak_s", np.float64), _f64),
+              "amplitude": pa.array(cat("amplitude", np.float64).astype(np.float32), _f32),
+              "kind": pa.array(cat("kind", object), _str)}
     return {"hfo": pa.RecordBatch.from_pydict(cols),
             "hfo_events": pa.RecordBatch.from_pydict(events)}
 
