@@ -3,19 +3,23 @@
 Layout and codec
 ----------------
 ``data`` is float32 microvolts, shape ``(n_channels, n_samples)``, chunks of
-``CHUNK_CHANNELS`` channels by ``CHUNK_SECONDS`` seconds, Blosc-zstd level 3 with byte
-shuffle. Why (measured by ``bench/zarr_layout.py``, figures in ``bench/RESULTS.md``):
+``CHUNK_CHANNELS`` channels by ``CHUNK_SECONDS`` seconds, Blosc-lz4 level 5 with byte
+shuffle, no sharding. Why (measured by ``bench/zarr_layout.py`` on 128 channels x 30 min at
+1 kHz; figures and command in ``bench/RESULTS.md``):
 
 * float32, not int16 + scale: the store holds notched and resampled values, not the source's
   digital samples, and NaN marks missing samples; int16 would need a second pass over the
   source to choose a scale.
-* chunks span a few seconds of a group of channels: the hot reads are 5-s to minute-long
-  slices of all channels (feature clips, model windows), the secondary ones a few channels;
-  ``CHUNK_CHANNELS`` x ``CHUNK_SECONDS`` at 1 kHz is 640 KB uncompressed, within zarr's
-  "about 1 MB" advice, and a 5-s read of all channels touches at most two chunks per group.
-* no sharding: a recording is written by one process, front to back, whole chunks at a time,
-  so there is no shard to share (zarr-python#3682); a 20-hour recording makes ~7 000 chunk
-  files per 16 channels, which a local or network file system holds without trouble.
+* 64 channels x 10 s beat the first choice (16 x 10 s, zstd 3) on every hot read: a 5-s
+  slice of all channels 2.7 vs 7.3 CPU-ms, a 60-s slice 15.8 vs 37.4, 125-s model windows
+  60 vs 81; 4 channels x 60 s 21 vs 29. One-channel or 60-s chunks were 2-7x worse on
+  all-channel reads. A chunk is 2.5 MB uncompressed (zarr advises >= 1 MB).
+* lz4 instead of zstd: 550 vs 156 MB/s when writing (the ETL's second cost after the notch)
+  for 6 % more bytes (compression 1.11 vs 1.18 on SEEG-like float32); no compression would
+  cost 18 % more bytes for no faster reads (decoding, not the disk, bounds reads here).
+* no sharding: reads were 0.6-0.9x as fast, and a recording is written by one process front
+  to back in whole chunks, so there is no shard to share (zarr-python#3682); a 20-hour
+  64-channel recording makes 7 200 chunk files.
 
 Attributes carry provenance: the source file's SHA-256, the sozstore version, the ETL
 parameters, the channel names in row order, the sampling rate and units.
@@ -35,9 +39,9 @@ from zarr.codecs import BloscCodec
 
 from sozstore.store.atomic import replace_dir_atomic, temporary_sibling
 
-CHUNK_CHANNELS = 16
+CHUNK_CHANNELS = 64
 CHUNK_SECONDS = 10.0
-COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 DATA = "data"
 
 
