@@ -282,6 +282,94 @@ def test_hfo_bands_clipped_nan_and_edges() -> None:
 
 
 # ----------------------------------------------------------------------------------------
+# fast paths: equal to the straightforward numpy / scipy computations they replace
+# ----------------------------------------------------------------------------------------
+
+
+def test_spike_decimation_equals_resample_poly() -> None:
+    from scipy import signal
+
+    from sozstore.etl.features.spikes import _decimate, _resample
+
+    rng = np.random.default_rng(23)
+    for n in (1, 4, 5, 57, 101, 1234, 70003, 70000):
+        x = 30.0 * rng.standard_normal((3, n)) + 5.0
+        ref = signal.resample_poly(x, 1, 5, axis=-1)
+        got = _decimate(x, 5)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    x = rng.standard_normal((2, 3000))
+    d, fs = _resample(x, 1000.0, 200.0)
+    assert fs == 200.0 and d.shape == (2, 600)
+    d, fs = _resample(x, 1024.0, 200.0)  # a fractional ratio still goes to resample_poly
+    np.testing.assert_array_equal(d, signal.resample_poly(x, 25, 128, axis=-1))
+
+
+def test_spike_cubic_and_median_equal_reference() -> None:
+    from sozstore.etl.features.spikes import _cubic_to_samples, _row_median
+
+    rng = np.random.default_rng(29)
+    for n, n_w, step, c0 in ((14000, 66, 200, 500), (1000, 2, 300, 7), (999, 5, 100, 450)):
+        values = rng.standard_normal((4, n_w))
+        centres = c0 + step * np.arange(n_w)
+        # the per-sample Catmull-Rom formula, held constant outside the centres
+        u = np.clip((np.arange(n) - centres[0]) / step, 0.0, n_w - 1.0)
+        i1 = np.minimum(np.floor(u).astype(np.int64), n_w - 2)
+        f = u - i1
+        p0, p1 = values[:, np.maximum(i1 - 1, 0)], values[:, i1]
+        p2, p3 = values[:, i1 + 1], values[:, np.minimum(i1 + 2, n_w - 1)]
+        ref = p1 + 0.5 * f * (p2 - p0 + f * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3
+                                             + f * (3.0 * (p1 - p2) + p3 - p0)))
+        np.testing.assert_allclose(_cubic_to_samples(values, centres, n), ref,
+                                   rtol=0, atol=1e-12)
+    for x in (rng.standard_normal((5, 1001)), rng.standard_normal((5, 1000)),
+              rng.standard_normal((3, 777)).astype(np.float32).astype(np.float64),
+              rng.integers(-3, 3, (4, 600)).astype(np.float64), np.zeros((2, 1))):
+        np.testing.assert_array_equal(_row_median(x), np.median(x, axis=1))
+
+
+def test_hfo_robust_statistics_equal_numpy() -> None:
+    from sozstore.etl.features.hfo import (
+        _count_rows,
+        _median_abs_dev,
+        _moving_rms,
+        _quantile_sorted,
+        _row_median,
+    )
+
+    rng = np.random.default_rng(31)
+    for trial in range(40):
+        n_ch, n = int(rng.integers(1, 5)), int(rng.integers(1, 2500))
+        r = (np.abs(rng.standard_cauchy((n_ch, n))) if trial % 3 == 0
+             else rng.integers(0, 4, (n_ch, n)).astype(np.float64) if trial % 3 == 1
+             else rng.standard_normal((n_ch, n)))
+        # the straightforward form: quantile, then NaN-masked medians
+        cut = np.quantile(r, 0.99, axis=1, keepdims=True)
+        low = np.where(r <= cut, r, np.nan)
+        base = np.nanmedian(low, axis=1)
+        mad = np.nanmedian(np.abs(low - base[:, None]), axis=1)
+        srt = np.sort(r, axis=1)
+        got_cut = _quantile_sorted(srt, 0.99)
+        np.testing.assert_array_equal(got_cut, cut[:, 0])
+        m = _count_rows(srt, got_cut, np.full(n_ch, n), side="right")
+        np.testing.assert_array_equal(m, (r <= cut).sum(axis=1))
+        rows = np.arange(n_ch)
+        got_base = (srt[rows, (m - 1) // 2] + srt[rows, m // 2]) / 2.0
+        np.testing.assert_array_equal(got_base, base)
+        np.testing.assert_array_equal(_median_abs_dev(srt, got_base, m), mad)
+        np.testing.assert_array_equal(
+            _median_abs_dev(srt, np.zeros(n_ch), np.full(n_ch, n)),
+            np.median(np.abs(r), axis=1))
+        np.testing.assert_array_equal(_row_median(r), np.median(r, axis=1))
+    y = rng.standard_normal((3, 500))
+    for w in (1, 2, 3, 4, 7, 30):  # direct sums (short windows) and cumulative sums
+        half = w // 2
+        ref = np.array([[np.sqrt(np.mean(row[max(0, i - half):min(500, i - half + w)] ** 2))
+                         for i in range(500)] for row in y])
+        np.testing.assert_allclose(_moving_rms(y, w), ref, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------
 # the phantom, through the store
 # ----------------------------------------------------------------------------------------
 
