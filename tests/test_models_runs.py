@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from sozstore.cli import app
-from sozstore.models import evaluation
 from sozstore.models.runner import evaluate_model
 from sozstore.store.duck import run_query
 
@@ -46,11 +45,6 @@ def test_every_patient_tested_once_threshold_from_validation(
         phantom_store: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     store, _ = phantom_store
     seen_thresholds: list[set[str]] = []
-    real = evaluation.youden_threshold
-
-    def spy(y, score):  # noqa: ANN001
-        return real(y, score)
-
     from sozstore.models import zoo
 
     original = zoo.threshold_on_validation
