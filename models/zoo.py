@@ -172,6 +172,9 @@ class TorchConfig:
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"
+    #: torch CPU threads (0: torch's default). On a small shared machine 1 is much faster:
+    #: bench/loader.py measured 2.9-74x slower steps with 2 threads on 2 busy cores.
+    threads: int = 0
 
 
 class TorchEstimator:
@@ -253,6 +256,8 @@ class TorchEstimator:
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
         device = self._device()
         counted = channel_table(store, labels=labels).filter(pl.col("key").is_in(fit_keys)
                                                              & pl.col("soz").is_not_null())

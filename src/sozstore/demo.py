@@ -19,11 +19,11 @@ from rich.console import Console
 DEMO_CONFIGS: dict[str, dict[str, Any]] = {
     "sozformer": {"model": {"d_model": 32, "n_heads": 4, "n_temporal_layers": 1,
                             "n_spatial_layers": 1, "dim_feedforward": 64},
-                  "epochs": 8, "n_clips": 8, "batch_size": 8, "patience": 4},
+                  "epochs": 8, "n_clips": 8, "batch_size": 8, "patience": 4, "threads": 1},
     "dcgru": {"model": {"hidden": 32, "n_layers": 1}, "epochs": 8, "n_steps": 6,
-              "batch_size": 8, "pretrain_epochs": 2, "patience": 4},
+              "batch_size": 8, "pretrain_epochs": 2, "patience": 4, "threads": 1},
     "szloc": {"model": {"d_model": 32, "n_heads": 4, "dim_feedforward": 64}, "epochs": 3,
-              "raw_steps": 45, "batch_size": 4, "patience": 2},
+              "raw_steps": 45, "batch_size": 4, "patience": 2, "threads": 1},
 }
 #: Sizes for the evidence runs (``--full-size``): the published defaults, fewer epochs.
 FULL_CONFIGS: dict[str, dict[str, Any]] = {
