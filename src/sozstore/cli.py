@@ -15,7 +15,8 @@ from sozstore._logging import logger, set_log_level
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="sozstore: multi-site SEEG store, feature tables and SOZ model zoo.")
-console = Console(stderr=False)
+# Logs and CI capture output without a terminal, where rich would fold tables at 80 columns.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
