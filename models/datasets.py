@@ -17,6 +17,7 @@ recordings' feature matrices (an LRU cache per worker), never whole signals.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,8 +153,9 @@ class _WindowDataset(IterableDataset):
     def __len__(self) -> int:  # windows per epoch over all shards (for progress bars)
         return len(self.units())
 
+    @abc.abstractmethod
     def sample(self, unit: Unit) -> dict[str, Any]:
-        raise NotImplementedError  # implemented by each dataset below
+        """The sample of one window (each dataset below)."""
 
     def _common(self, rec: RecordingInfo, unit: Unit) -> dict[str, Any]:
         return {"y": torch.tensor(rec.labels, dtype=torch.float32),
@@ -162,7 +164,21 @@ class _WindowDataset(IterableDataset):
                          "start": unit.start}}
 
 
-class ClipSequenceDataset(_WindowDataset):
+class _ClipFeatureDataset(_WindowDataset):
+    """Windows of ``window`` consecutive clips of the per-clip feature matrix."""
+
+    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+                 window: int, clip_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(store, recordings, **kwargs)
+        self.window = window
+        self.clip_s = clip_s
+
+    @property
+    def n_features(self) -> int:
+        return N_CLIP_FEATURES
+
+
+class ClipSequenceDataset(_ClipFeatureDataset):
     """Windows of ``n_clips`` consecutive 5-s clips of per-clip features (SOZFormer).
 
     A sample holds ``x`` (n_chans, n_clips, n_features) float32, ``y`` (n_chans) SOZ labels
@@ -171,13 +187,7 @@ class ClipSequenceDataset(_WindowDataset):
 
     def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
                  n_clips: int = 25, clip_s: float = 5.0, **kwargs: Any) -> None:
-        super().__init__(store, recordings, **kwargs)
-        self.window = n_clips
-        self.clip_s = clip_s
-
-    @property
-    def n_features(self) -> int:
-        return N_CLIP_FEATURES
+        super().__init__(store, recordings, window=n_clips, clip_s=clip_s, **kwargs)
 
     def sample(self, unit: Unit) -> dict[str, Any]:
         rec = self.recordings[unit.recording]
@@ -188,7 +198,7 @@ class ClipSequenceDataset(_WindowDataset):
                 "valid": torch.from_numpy(np.ascontiguousarray(v)), **self._common(rec, unit)}
 
 
-class GraphSequenceDataset(_WindowDataset):
+class GraphSequenceDataset(_ClipFeatureDataset):
     """Windows of ``n_steps`` clips with per-step correlation graphs (DCGRU).
 
     A sample holds ``x`` (n_steps, n_chans, n_features), ``adj`` (n_steps, n_chans, n_chans)
@@ -197,13 +207,7 @@ class GraphSequenceDataset(_WindowDataset):
 
     def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
                  n_steps: int = 12, clip_s: float = 5.0, **kwargs: Any) -> None:
-        super().__init__(store, recordings, **kwargs)
-        self.window = n_steps
-        self.clip_s = clip_s
-
-    @property
-    def n_features(self) -> int:
-        return N_CLIP_FEATURES
+        super().__init__(store, recordings, window=n_steps, clip_s=clip_s, **kwargs)
 
     def sample(self, unit: Unit) -> dict[str, Any]:
         rec = self.recordings[unit.recording]
