@@ -306,7 +306,8 @@ def test_spike_decimation_equals_resample_poly() -> None:
 
 
 def test_spike_cubic_and_median_equal_reference() -> None:
-    from sozstore.etl.features.spikes import _cubic_to_samples, _row_median
+    from sozstore.etl.features.kernels import row_median
+    from sozstore.etl.features.spikes import _cubic_to_samples
 
     rng = np.random.default_rng(29)
     for n, n_w, step, c0 in ((14000, 66, 200, 500), (1000, 2, 300, 7), (999, 5, 100, 450)):
@@ -325,7 +326,7 @@ def test_spike_cubic_and_median_equal_reference() -> None:
     for x in (rng.standard_normal((5, 1001)), rng.standard_normal((5, 1000)),
               rng.standard_normal((3, 777)).astype(np.float32).astype(np.float64),
               rng.integers(-3, 3, (4, 600)).astype(np.float64), np.zeros((2, 1))):
-        np.testing.assert_array_equal(_row_median(x), np.median(x, axis=1))
+        np.testing.assert_array_equal(row_median(x), np.median(x, axis=1))
 
 
 def test_hfo_robust_statistics_equal_numpy() -> None:
@@ -334,8 +335,8 @@ def test_hfo_robust_statistics_equal_numpy() -> None:
         _median_abs_dev,
         _moving_rms,
         _quantile_sorted,
-        _row_median,
     )
+    from sozstore.etl.features.kernels import row_median
 
     rng = np.random.default_rng(31)
     for trial in range(40):
@@ -360,7 +361,7 @@ def test_hfo_robust_statistics_equal_numpy() -> None:
         np.testing.assert_array_equal(
             _median_abs_dev(srt, np.zeros(n_ch), np.full(n_ch, n)),
             np.median(np.abs(r), axis=1))
-        np.testing.assert_array_equal(_row_median(r), np.median(r, axis=1))
+        np.testing.assert_array_equal(row_median(r), np.median(r, axis=1))
     y = rng.standard_normal((3, 500))
     for w in (1, 2, 3, 4, 7, 30):  # direct sums (short windows) and cumulative sums
         half = w // 2

@@ -43,6 +43,8 @@ from numpy.typing import NDArray
 from scipy import fft as sp_fft
 from scipy import signal
 
+from sozstore.etl.features.kernels import row_median
+
 __all__ = ["DEFAULT_BANDS", "HfoEvents", "detect_hfos"]
 
 #: Default bands (Hz) and the ``kind`` each one reports.
@@ -188,7 +190,7 @@ def detect_hfos(
     usable = np.isfinite(data).all(axis=1)
     if not usable.all():
         data = np.where(usable[:, None], data, 0.0)
-    data = data - _row_median(data)[:, None]
+    data = data - row_median(data)[:, None]
     edge = int(round(edge_s * sfreq))
     top = _NYQUIST_FRACTION * sfreq
     if bandwidth_hz is not None:
@@ -364,22 +366,6 @@ def _detect_band(y: NDArray[np.float64], sfreq: float, usable: NDArray[np.bool_]
     peak = pos[np.flatnonzero(is_max)[first_max]]
     return (ch.astype(np.int64), start.astype(np.int64), stop.astype(np.int64),
             peak.astype(np.int64), amp.astype(np.float64))
-
-
-def _row_median(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per-row median, equal to ``np.median(a, axis=1)`` for finite ``a``.
-
-    A sort is faster than numpy's selection here (SIMD sort); rows holding only float32
-    values (the store's samples) are sorted in float32, which gives the same order
-    statistics at half the cost.
-    """
-    n = a.shape[1]
-    a32 = a.astype(np.float32)
-    srt = np.sort(a32 if np.array_equal(a32, a) else a, axis=1)
-    del a32
-    lo = srt[:, (n - 1) // 2].astype(np.float64)
-    hi = srt[:, n // 2].astype(np.float64)
-    return (lo + hi) / 2.0
 
 
 def _moving_rms(y: NDArray[np.float64], w: int) -> NDArray[np.float64]:

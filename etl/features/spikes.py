@@ -35,6 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
+from sozstore.etl.features.kernels import row_median
+
 __all__ = ["SpikeEvents", "detect_spikes"]
 
 #: Pole radius of the mains notches (Janca's ``_filt50Hz``): about 1 Hz wide at 200 Hz.
@@ -179,7 +181,7 @@ def detect_spikes(
     if not usable.all():
         data = np.where(usable[:, None], data, 0.0)
     # remove each channel's offset so the resampler's zero padding adds no step at the ends
-    data = data - _row_median(data)[:, None]
+    data = data - row_median(data)[:, None]
 
     d, fs = _resample(data, sfreq, decimate_to)
     n = d.shape[1]
@@ -198,7 +200,7 @@ def detect_spikes(
     mode = np.exp(mu - sigma**2)
     median = np.exp(mu)
     background = mode + median
-    usable &= _row_median(env) > _FLAT_ENVELOPE_UV
+    usable &= row_median(env) > _FLAT_ENVELOPE_UV
 
     # obvious spikes: above k1; the k3 term is Janca's optional skewness correction
     skew = k3 * (np.exp(mu + sigma**2 / 2.0) - mode) if k3 else 0.0
@@ -453,19 +455,3 @@ def _count_within(ch_ref: NDArray[np.int64], ix_ref: NDArray[np.int64],
     key_q = ch_q.astype(np.int64) * span + ix_q
     return (np.searchsorted(key_ref, key_q + tol, side="right")
             - np.searchsorted(key_ref, key_q - tol, side="left")).astype(np.int64)
-
-
-def _row_median(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per-row median, equal to ``np.median(a, axis=1)`` for finite ``a``.
-
-    A sort is faster than numpy's selection here (SIMD sort); rows holding only float32
-    values (the store's samples) are sorted in float32, which gives the same order
-    statistics at half the cost.
-    """
-    n = a.shape[1]
-    a32 = a.astype(np.float32)
-    srt = np.sort(a32 if np.array_equal(a32, a) else a, axis=1)
-    del a32
-    lo = srt[:, (n - 1) // 2].astype(np.float64)
-    hi = srt[:, n // 2].astype(np.float64)
-    return (lo + hi) / 2.0
