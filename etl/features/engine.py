@@ -178,7 +178,9 @@ def compute_recording(store: str | Path, recording: dict[str, Any],
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = temporary_sibling(final)
                 tmp_paths[key] = (tmp, final)
-                writers[key] = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+                # staging files are re-encoded (zstd) when the partition is merged: a cheap
+                # codec here saves a second zstd pass over every row
+                writers[key] = pq.ParquetWriter(tmp, batch.schema, compression="lz4")
             writers[key].write_batch(batch)
 
     try:
@@ -317,6 +319,16 @@ def _compute_recording_in_worker(store: Path, recording: dict[str, Any],
         sets.append((FeatureSet(name, version, params, base.tables, base.compute, margin_s,
                                 base.modules), fp))
     return compute_recording(store, recording, sets, clip_s=clip_s, progress=False)
+
+
+def default_threads(limit: int = 4) -> int:
+    """Blocks in flight for one recording: the cores this process may use, at most ``limit``
+    (each block in flight holds its own working memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, limit))
 
 
 def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,

@@ -60,8 +60,8 @@ class Block:
     clip_samples: int
 
     # Everything below is derived from the block once and shared by every set that needs
-    # it (cached on first use): the clips view, the NaN/flat flags, a float64 copy for the
-    # detectors, and the Arrow key and flag columns.
+    # it (cached on first use): the clips view, the NaN/flat flags, and the Arrow key
+    # and flag columns.
     @cached_property
     def clips(self) -> NDArray[np.float32]:
         """Core clips, (n_channels, n_clips, clip_samples)."""
@@ -83,13 +83,6 @@ class Block:
     def valid_rows(self) -> NDArray[np.bool_]:
         """``~invalid`` in row order (clip, channel)."""
         return ~self.invalid.T.ravel()
-
-    @cached_property
-    def data64(self) -> NDArray[np.float64]:
-        """``data`` as float64 (the detectors' input; shared, never modified)."""
-        out = self.data.astype(np.float64)
-        out.flags.writeable = False
-        return out
 
     @property
     def clip_starts(self) -> NDArray[np.float64]:
@@ -316,7 +309,9 @@ def _per_clip_counts(block: Block, channel: NDArray[np.int64], times: NDArray[np
 def _compute_spikes(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
     from sozstore.etl.features.spikes import detect_spikes
 
-    ev = detect_spikes(block.data64, block.sfreq, mains_hz=block.mains_hz,
+    # mains_hz=0: the store's signals were notched at the mains and its harmonics by the
+    # ETL (etl/dsp.py), so the detector's own notches would only filter the block again
+    ev = detect_spikes(block.data, block.sfreq, mains_hz=0.0,
                        k1=params["k1"], band=tuple(params["band"]))
     times = ev.time_s + block.offset_s
     keep = _events_in_core(block, times)
@@ -363,8 +358,8 @@ def _compute_hfo(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBat
     clip_s = block.clip_samples / block.sfreq
     # Both bands in one call: detect_hfos treats each band independently (same offset
     # removal, same per-band statistics), so this equals one call per band without the
-    # second float64 copy and median; events are split back by kind below.
-    ev = (detect_hfos(block.data64, block.sfreq, bands=bands,
+    # second copy and median; events are split back by kind below.
+    ev = (detect_hfos(block.data, block.sfreq, bands=bands,
                       rms_threshold_sd=params["rms_threshold_sd"]) if bands else None)
     for kind in ("ripple", "fast_ripple"):
         if kind not in bands:
@@ -424,12 +419,12 @@ def _registry() -> dict[str, FeatureSet]:
         FeatureSet("bandpower", 1, {"bands": {k: list(v) for k, v in kernels.BANDS.items()}},
                    {"bandpower": _with(*[(c, _f32) for c in BANDPOWER_COLUMNS])},
                    _compute_bandpower, modules=(kernels.band_powers,)),
-        FeatureSet("spikes", 1, {"k1": 3.65, "band": [10.0, 60.0]},
+        FeatureSet("spikes", 2, {"k1": 3.65, "band": [10.0, 60.0]},
                    {"spikes": _with(("spike_count", pa.int32()), ("clear_count", pa.int32())),
                     "spike_events": _schema(*_EVENT_KEYS, ("time_s", _f64),
                                             ("amplitude", _f32), ("clear", pa.bool_()))},
                    _compute_spikes, margin_s=5.0, modules=(spikes,)),
-        FeatureSet("hfo", 1, {"rms_threshold_sd": 5.0},
+        FeatureSet("hfo", 2, {"rms_threshold_sd": 5.0},
                    {"hfo": _with(("ripple_count", pa.int32()), ("ripple_rate_per_min", _f32),
                                  ("fast_ripple_count", pa.int32()),
                                  ("fast_ripple_rate_per_min", _f32)),
