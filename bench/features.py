@@ -392,10 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     default = results["default"]["ch_h_per_s"]
-    ratios = {"default_over_floor": default / results["floor"]["ch_h_per_s"],
-              "default_over_naive": default / results["naive"]["ch_h_per_s"]}
-    checks = {"default / floor >= 0.20": ratios["default_over_floor"] >= 0.20,
-              "default / naive >= 10": ratios["default_over_naive"] >= 10.0}
+    threaded = results["default_t2"]["ch_h_per_s"]
+    floor, naive = results["floor"]["ch_h_per_s"], results["naive"]["ch_h_per_s"]
+    # per core: one thread against the one-pass floor and the one-thread naive loop; as
+    # shipped: `sozstore features` computes blocks on every core (threads=2 here) against
+    # the same floor and naive loop, which are single passes by their definition
+    ratios = {"default_over_floor": default / floor, "default_over_naive": default / naive,
+              "default_t2_over_floor": threaded / floor,
+              "default_t2_over_naive": threaded / naive}
+    checks = {"default / floor >= 0.20 (one thread)": ratios["default_over_floor"] >= 0.20,
+              "default / naive >= 10 (one thread)": ratios["default_over_naive"] >= 10.0,
+              "default / floor >= 0.20 (threads=2)": ratios["default_t2_over_floor"] >= 0.20,
+              "default / naive >= 10 (threads=2)": ratios["default_t2_over_naive"] >= 10.0}
 
     queries: list[dict[str, Any]] = []
     cohort_info: dict[str, Any] = {}
@@ -451,8 +459,14 @@ def main(argv: list[str] | None = None) -> int:
                    table))
     print()
     print(md_table(["ratio", "value", "target"],
-                   [["default / floor", f"{ratios['default_over_floor']:.3f}", ">= 0.20"],
-                    ["default / naive", f"{ratios['default_over_naive']:.1f}x", ">= 10x"]]))
+                   [["default / floor, one thread", f"{ratios['default_over_floor']:.3f}",
+                     ">= 0.20"],
+                    ["default / naive, one thread", f"{ratios['default_over_naive']:.1f}x",
+                     ">= 10x"],
+                    ["default / floor, threads=2", f"{ratios['default_t2_over_floor']:.3f}",
+                     ">= 0.20"],
+                    ["default / naive, threads=2", f"{ratios['default_t2_over_naive']:.1f}x",
+                     ">= 10x"]]))
     if queries:
         print()
         print(md_table(["named query", "rows", "median s", "min s", "max s"],
