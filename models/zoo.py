@@ -175,12 +175,6 @@ class TorchConfig:
     #: torch CPU threads (0: torch's default). On a small shared machine 1 is much faster:
     #: bench/loader.py measured 2.9-74x slower steps with 2 threads on 2 busy cores.
     threads: int = 0
-    #: How a channel's window outputs become its score: "logit", the sigmoid of the mean
-    #: logit, or "prob", the mean sigmoid. The mean sigmoid favours channels whose logits
-    #: vary most between windows whenever the typical logit is negative (Jensen's
-    #: inequality on the convex part of the sigmoid), a bias towards variable inputs that
-    #: has nothing to do with the labels.
-    aggregate: str = "prob"
 
 
 class TorchEstimator:
@@ -365,13 +359,6 @@ class TorchEstimator:
                 aucs.append(roc_auc_score(y, g["score"].to_numpy()))
         return float(np.mean(aucs)) if aucs else float("nan")
 
-    def _aggregate(self, values: list[float]) -> float:
-        if self.config.aggregate == "logit":
-            return float(1.0 / (1.0 + np.exp(-np.mean(values))))
-        if self.config.aggregate == "prob":
-            return float(np.mean(values))
-        raise ValueError(f"aggregate must be 'logit' or 'prob', got {self.config.aggregate!r}")
-
     @torch.no_grad()
     def predict(self, store: str | Path, keys: list[str], *,
                 recording_ids: list[str] | None = None) -> pl.DataFrame:
@@ -383,14 +370,13 @@ class TorchEstimator:
         sums: dict[tuple[str, str, str], list[float]] = {}
         for batch in make_loader(ds, batch_size=self.config.batch_size):
             logits, _ = self._forward(self.model_, batch, device)
-            prob = (logits if self.config.aggregate == "logit" else torch.sigmoid(logits)
-                    ).cpu().numpy()
+            prob = torch.sigmoid(logits).cpu().numpy()
             for i, meta in enumerate(batch["meta"]):
                 for j, channel in enumerate(meta["channels"]):
                     sums.setdefault((meta["site"], meta["subject"], channel), []).append(
                         float(prob[i, j]))
         rows = [{"key": f"{s}/{sub}", "site": s, "subject": sub, "channel": c,
-                 "score": self._aggregate(v)} for (s, sub, c), v in sums.items()]
+                 "score": float(np.mean(v))} for (s, sub, c), v in sums.items()]
         table = channel_table(store).filter(pl.col("key").is_in(keys)).select(KEY_COLUMNS)
         frame = pl.DataFrame(rows, schema={"key": pl.String, "site": pl.String,
                                            "subject": pl.String, "channel": pl.String,

@@ -64,9 +64,35 @@ def test_every_patient_tested_once_threshold_from_validation(
         assert used == set(fold["validation"])
 
 
+@pytest.mark.parametrize("scope", ["cohort", "patient"])
+def test_shuffled_labels_permute_only_the_given_patients(phantom_store: tuple[Path, Path],
+                                                         scope: str) -> None:
+    from sozstore.models.data import channel_table
+    from sozstore.models.runner import shuffled_labels
+
+    store, _ = phantom_store
+    table = channel_table(store).select("site", "subject", "channel", "key", "soz")
+    keys = sorted(set(table["key"]))
+    chosen, kept = keys[: len(keys) // 2 + 1], keys[len(keys) // 2 + 1:]
+    out = shuffled_labels(store, chosen, seed=3, scope=scope).join(
+        table.rename({"soz": "true"}), on=["site", "subject", "channel"])
+    assert out.height == table.height
+    mine = out.filter(pl.col("key").is_in(chosen))
+    others = out.filter(pl.col("key").is_in(kept))
+    assert (others["soz"] == others["true"]).all()  # test patients keep their labels
+    assert mine["soz"].sum() == mine["true"].sum()  # a permutation, not a resampling
+    assert (mine["soz"] != mine["true"]).any()
+    per = mine.group_by("key").agg(pl.col("soz").sum(), pl.col("true").sum())
+    same_counts = (per["soz"] == per["true"]).all()
+    # within patients the counts are kept; over the cohort they are not (the point of it)
+    assert same_counts if scope == "patient" else not same_counts
+    assert shuffled_labels(store, chosen, seed=3, scope=scope).equals(
+        shuffled_labels(store, chosen, seed=3, scope=scope))
+
+
 @pytest.mark.slow
 def test_shuffled_labels_give_chance(phantom_store: tuple[Path, Path]) -> None:
-    """Labels shuffled within each training patient leave nothing to learn.
+    """Labels permuted over the training patients leave nothing to learn.
 
     What remains above 0.5 is not leakage: an RBF SVM trained on random labels scores
     feature-space outliers high, and SOZ contacts are outliers (their spike and HFO rates);

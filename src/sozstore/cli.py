@@ -287,8 +287,12 @@ def train(
     truth: Annotated[Optional[Path], typer.Option(
         help="Phantom truth folder: also score against the true onset zone.")] = None,
     shuffle_labels: Annotated[bool, typer.Option(
-        "--shuffle-labels", help="Leak control: train on labels shuffled within patients.")]
-        = False,
+        "--shuffle-labels", help="Leak control: train on permuted labels (test labels stay "
+                                 "true).")] = False,
+    shuffle_scope: Annotated[str, typer.Option(
+        help="Permute labels over the whole training cohort ('cohort', the control) or "
+             "within each patient ('patient': keeps each patient's number of positives, "
+             "which models can learn from; see docs/models.md).")] = "cohort",
 ) -> None:
     """Train and evaluate a model with patient-wise CV; results, checkpoints and a report go
     into the store."""
@@ -301,7 +305,8 @@ def train(
     _init_distributed()
     result = evaluate_model(store, model, cv=cv, leave_site_out=leave_site_out,
                             config=_load_config(config), seed=seed, truth_dir=truth,
-                            shuffle_labels=shuffle_labels, write=_is_main_process())
+                            shuffle_labels=shuffle_labels, shuffle_scope=shuffle_scope,
+                            write=_is_main_process())
     if _is_main_process():
         s = result.summary()
         console.print(f"run {result.run_id}: channel AUROC {s.get('auroc', float('nan')):.3f}, "
