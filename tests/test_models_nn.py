@@ -441,3 +441,35 @@ def test_build_model_unknown_name() -> None:
     fc = DCGRUForecaster.from_config(DCGRUForecaster(N_FEAT, **DCGRU_SMALL).get_config())
     assert fc.get_config()["hidden"] == DCGRU_SMALL["hidden"]
     assert math.isclose(fc.get_config()["dropout"], 0.1)
+
+
+@pytest.mark.parametrize("name", ["sozformer", "dcgru", "szloc"])
+def test_full_size_configs_build_and_take_a_step(name: str) -> None:
+    """The published sizes (`sozstore demo --full-size`) build from their configs and train."""
+    from sozstore.demo import FULL_CONFIGS
+    from sozstore.models.zoo import make_estimator
+
+    est = make_estimator(name, FULL_CONFIGS[name])
+    torch.manual_seed(0)
+    model = est._build(N_FEAT)
+    cfg = est.config
+    counts, n_max = [5, 3], 5
+    mask = _mask(counts, n_max)
+    if name == "sozformer":
+        args: tuple = (torch.randn(2, n_max, cfg.n_clips, N_FEAT), mask)
+    elif name == "dcgru":
+        adj = _pearson(torch.randn(2, cfg.n_steps, n_max, 32))
+        args = (torch.randn(2, cfg.n_steps, n_max, N_FEAT), adj, mask)
+    else:
+        args = (torch.randn(2, n_max, cfg.raw_steps, model.n_samples), mask)
+    out = model(*args)
+    logits = out["soz_logits"] if name == "szloc" else out
+    assert logits.shape == (2, n_max)
+    loss = F.binary_cross_entropy_with_logits(logits[mask], torch.zeros(int(mask.sum())))
+    if name == "szloc":  # its other heads train through its multi-task loss
+        loss = loss + sum(v.square().mean() for k, v in out.items() if k != "soz_logits")
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    assert sum(p.numel() for p in model.parameters()) > 20_000  # not the demo's sizes
