@@ -52,7 +52,6 @@ import pstats
 import shutil
 import statistics
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -72,29 +71,11 @@ ALL_SETS = ("bandpower", "spikes", "hfo", "wpt", "adjacency", "spectrum")
 
 # --------------------------------------------------------------------------- inputs
 def _site_toml(root: Path, name: str) -> Path:
-    """A one-row manifest site over ``root/long.edf`` (shape of tests/synth.py)."""
-    (root / "manifest.csv").write_text(
-        "file,patient,recording,soz,bad,patient_name\n"
-        '"long.edf","P1","r1","A1-2","",""\n')
-    toml = root / "site.toml"
-    toml.write_text(textwrap.dedent(f"""
-        name = "{name}"
-        mains_hz = 50.0
-        subject_ids = "hash"
-        hash_salt = "bench"
-        [layout]
-        kind = "manifest"
-        root = "."
-        manifest = "manifest.csv"
-        file_column = "file"
-        subject_column = "patient"
-        recording_column = "recording"
-        bad_column = "bad"
-        [[labels]]
-        kind = "manifest"
-        soz_column = "soz"
-    """))
-    return toml
+    """A one-row manifest site over ``root/long.edf``."""
+    from sozstore.phantom.siteconfig import write_manifest_site
+
+    return write_manifest_site(root, [{"file": "long.edf", "patient": "P1", "recording": "r1",
+                                       "soz": "A1-2"}], name=name, salt="bench")
 
 
 def ensure_long_store(hours: float, n_channels: int) -> tuple[Path, dict[str, Any]]:

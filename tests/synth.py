@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from sozstore.phantom.siteconfig import write_manifest_site
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 if not REALDATA.exists():  # CI clones next to the same shared folder; allow an override
@@ -61,34 +62,4 @@ def seeg_like(n_channels: int, seconds: float, sfreq: float, seed: int = 0) -> n
 def manifest_site(root: Path, rows: Sequence[dict[str, str]], *, name: str = "unit",
                   extra: str = "") -> Path:
     """A manifest-layout site config over ``root``; returns the TOML path."""
-    root.mkdir(parents=True, exist_ok=True)
-    cols = ["file", "patient", "recording", "soz", "bad", "patient_name"]
-    lines = [",".join(cols)] + [",".join(f'"{r.get(c, "")}"' for c in cols) for r in rows]
-    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
-    toml = root / "site.toml"
-    toml.write_text(textwrap.dedent(f"""
-        name = "{name}"
-        mains_hz = 50.0
-        subject_ids = "hash"
-        hash_salt = "unit-test"
-        [layout]
-        kind = "manifest"
-        root = "."
-        manifest = "manifest.csv"
-        file_column = "file"
-        subject_column = "patient"
-        recording_column = "recording"
-        bad_column = "bad"
-        [[labels]]
-        kind = "manifest"
-        soz_column = "soz"
-        [[events.rules]]
-        name = "onset"
-        kind = "onset"
-        pattern = '(?i)^(début crise|onset)$'
-        [[events.rules]]
-        name = "offset"
-        kind = "offset"
-        pattern = '(?i)^(fin crise|offset)$'
-    """) + extra)
-    return toml
+    return write_manifest_site(root, rows, name=name, salt="unit-test", extra=extra)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["IGNORE_PATTERNS", "SITE_RULES", "EventRule", "classify_event", "render_site_toml"]
+__all__ = ["IGNORE_PATTERNS", "SITE_RULES", "EventRule", "classify_event", "render_site_toml",
+           "write_manifest_site"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +192,49 @@ def _value(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     raise TypeError(f"cannot render {value!r} as TOML")
+
+
+#: Columns of the manifest written by :func:`write_manifest_site`.
+MANIFEST_COLUMNS = ("file", "patient", "recording", "soz", "bad", "patient_name")
+
+
+def write_manifest_site(root: Path, rows: Sequence[dict[str, str]], *, name: str = "unit",
+                        salt: str = "unit-test", extra: str = "") -> Path:
+    """A one-table site over EDF files in ``root``: ``root/manifest.csv`` and
+    ``root/site.toml`` (returned), for tests and benchmarks that ingest files they wrote.
+
+    ``rows`` map :data:`MANIFEST_COLUMNS` to values (missing ones are empty); ``soz`` and
+    ``bad`` take the manifest's contact notation (``"A1-3"``). Onset and offset markers are
+    the French and English texts. ``extra`` is appended to the TOML verbatim.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(MANIFEST_COLUMNS)]
+    lines += [",".join(f'"{r.get(c, "")}"' for c in MANIFEST_COLUMNS) for r in rows]
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    toml = root / "site.toml"
+    toml.write_text(textwrap.dedent(f"""
+        name = "{name}"
+        mains_hz = 50.0
+        subject_ids = "hash"
+        hash_salt = "{salt}"
+        [layout]
+        kind = "manifest"
+        root = "."
+        manifest = "manifest.csv"
+        file_column = "file"
+        subject_column = "patient"
+        recording_column = "recording"
+        bad_column = "bad"
+        [[labels]]
+        kind = "manifest"
+        soz_column = "soz"
+        [[events.rules]]
+        name = "onset"
+        kind = "onset"
+        pattern = '(?i)^(début crise|onset)$'
+        [[events.rules]]
+        name = "offset"
+        kind = "offset"
+        pattern = '(?i)^(fin crise|offset)$'
+    """) + extra)
+    return toml
