@@ -198,7 +198,7 @@ def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int 
 
     Equal to ``pywt.WaveletPacket(x, wavelet, mode="symmetric", maxlevel=level)
     .get_level(level, order="freq")`` per clip, computed for all channels and clips at once
-    (each level is one ``pywt.dwt`` over the stacked nodes). ``invalid`` (from
+    (one ``pywt.dwt`` per node over every channel and clip). ``invalid`` (from
     :func:`clip_validity`) skips recomputing the flags.
 
     Returns
@@ -207,20 +207,18 @@ def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int 
         Leaves ordered from low to high frequency.
     """
     # float32 transforms (the samples' own precision; pywt keeps the input's dtype): half
-    # the memory traffic of float64, energies summed in float64
-    nodes = clips.astype(np.float32)[None]  # (n_nodes, n_channels, n_clips, n)
-    paths = [""]
+    # the memory traffic of float64, energies summed in float64. Each node is transformed
+    # on its own (2**level - 1 calls on all channels and clips at once), so no level copies
+    # its children into one array.
+    nodes = {"": np.ascontiguousarray(clips, dtype=np.float32)}
     for _ in range(level):
-        approx, detail = pywt.dwt(nodes, wavelet, mode="symmetric", axis=-1)
-        # interleave: a0, d0, a1, d1, ... (each node's children side by side)
-        nodes = np.stack([approx, detail], axis=1).reshape(-1, *approx.shape[1:])
-        del approx, detail
-        paths = [p + c for p in paths for c in "ad"]
-    index = {p: i for i, p in enumerate(paths)}
-    order = [index[p] for p in _gray_order(level)]
-    np.square(nodes, out=nodes)
-    leaf_energy = nodes.sum(axis=-1, dtype=np.float64)  # (n_leaves, n_channels, n_clips)
-    energy = np.moveaxis(leaf_energy[order], 0, -1)
+        children = {}
+        for path, data in nodes.items():
+            children[path + "a"], children[path + "d"] = pywt.dwt(data, wavelet,
+                                                                  mode="symmetric", axis=-1)
+        nodes = children
+    energy = np.stack([np.square(nodes[p]).sum(axis=-1, dtype=np.float64)
+                       for p in _gray_order(level)], axis=-1)  # (n_channels, n_clips, leaves)
     log_energy = np.log(energy + _EPS)
     relative = energy / (energy.sum(axis=-1, keepdims=True) + _EPS)
     invalid = _invalid_mask(clips, invalid)
@@ -250,15 +248,15 @@ def correlation_upper(clips: NDArray, *, invalid: NDArray[np.bool_] | None = Non
     r : array of shape (n_clips, n_pairs), float32
         NaN for a pair where either clip is NaN or flat.
     """
-    # centring and norms in float64, the products in float32 (unit-norm rows: the error of
-    # r is ~1e-7 per product, below the stored float32's resolution near |r| = 1)
-    x = clips.astype(np.float64)
-    centred = x - x.mean(axis=-1, keepdims=True)
-    del x
-    norm = np.sqrt((centred ** 2).sum(axis=-1, keepdims=True))
+    # float32 samples with float64 means and norms, products in float32 (unit-norm rows:
+    # the error of r is ~1e-7 per product, below the stored float32's resolution)
+    x = np.asarray(clips, dtype=np.float32)
+    centred = x - x.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
+    norm = np.sqrt(np.square(centred).sum(axis=-1, keepdims=True, dtype=np.float64))
     invalid = _invalid_mask(clips, invalid)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (centred / norm).astype(np.float32)
+        z = centred * (1.0 / norm).astype(np.float32)
+    del centred
     z[invalid] = 0.0
     zt = np.ascontiguousarray(z.transpose(1, 0, 2))  # (n_clips, n_ch, n_samples)
     with _one_blas_thread():
