@@ -191,12 +191,14 @@ def compute_recording(store: str | Path, recording: dict[str, Any],
                 write(compute_block(read_block(c0)))
         else:
             # blocks are read in order here, computed `threads` at a time (NumPy, SciPy and
-            # pywt release the GIL in their array loops) and written in order
+            # pywt release the GIL in their array loops) and written in order; one block
+            # more than the threads waits read, so no thread idles while this one writes
+            # and reads (a waiting block holds only its samples)
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 pending: deque[Future] = deque()
                 for c0 in blocks:
                     pending.append(pool.submit(compute_block, read_block(c0)))
-                    if len(pending) >= threads:
+                    if len(pending) > threads:
                         write(pending.popleft().result())
                 while pending:
                     write(pending.popleft().result())
