@@ -31,7 +31,14 @@ Robust baseline (a deliberate departure from Staba's mean + 5 SD)
     3-ms window, median + 5 MAD-SDs is about 3.05 band SDs against 3.15 for mean + 5 SD
     (the RMS of so short a window is skewed). The peak criterion uses the same idea: the
     mean and SD of the rectified signal are those of ``|N(0, s)|`` with ``s = 1.4826 *
-    median(|y|)``, i.e. ``mean + 3 SD = 2.61 s``.
+    median(|y|)``, i.e. ``mean + 3 SD = 2.61 s``. Both statistics are taken over one
+    sample per RMS window (every 3rd sample: non-overlapping windows), a third of the sort
+    work for the same information.
+
+Precision (version 2)
+    The block is filtered and its statistics computed in float32, the store's sample type
+    (version 1 used float64): event times are unchanged, thresholds move by ~1e-6
+    relative, and the phantom scores (F1 0.908) are those of version 1 (0.907).
 """
 
 from __future__ import annotations
