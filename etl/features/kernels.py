@@ -141,16 +141,18 @@ def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, f
     rates) are NaN: a band the source never recorded is missing, not zero.
 
     Skewness and kurtosis are ``scipy.stats.skew`` / ``kurtosis`` (biased, Fisher), from
-    the same central moments in one pass (float32 products summed in float64: equal to
-    scipy's float64 values to about 1e-6 relative). ``invalid`` (from :func:`clip_validity`) skips recomputing the flags.
+    the same central moments in one pass (float32 with pairwise sums: equal to scipy's
+    float64 values to about 1e-6 relative). ``invalid`` (from :func:`clip_validity`) skips recomputing the flags.
     """
     bands = bands or BANDS
-    # float32 samples and transforms (the store's precision), every sum accumulated in
-    # float64: relative errors ~1e-7, far below the float32 the tables store
+    # float32 samples, transforms and sums (the store's precision): NumPy sums a contiguous
+    # axis pairwise, so a 5000-sample mean is off by ~1e-7 relative (measured), far below
+    # the float32 the tables store, and a float64 accumulator would cost 3x (a casting
+    # loop per reduction)
     x = np.asarray(clips, dtype=np.float32)
     n = x.shape[-1]
-    mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)
-    centred = x - mean.astype(np.float32)
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
     spec = np.abs(sp_fft.rfft(centred, axis=-1))
     spec **= 2
     spec /= sfreq * n
@@ -162,7 +164,7 @@ def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, f
     out: dict[str, NDArray[np.float64]] = {}
     for name, (lo, hi) in bands.items():
         idx = np.flatnonzero((freqs >= lo) & (freqs < hi))  # ascending bins: one slice
-        value = (spec[..., idx[0]: idx[-1] + 1].sum(axis=-1, dtype=np.float64) if idx.size
+        value = (spec[..., idx[0]: idx[-1] + 1].sum(axis=-1).astype(np.float64) if idx.size
                  else np.zeros(spec.shape[:-1]))
         value *= df
         if hi > limit + 1e-9:
@@ -171,18 +173,19 @@ def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, f
     del spec
     step = np.diff(x, axis=-1)
     np.abs(step, out=step)
-    out["line_length"] = step.mean(axis=-1, dtype=np.float64)
+    out["line_length"] = step.mean(axis=-1).astype(np.float64)
     del step, x
     # central moments as scipy.stats computes them: m_k = mean((x - mean)**k)
     sq = np.square(centred)
-    m2 = sq.mean(axis=-1, dtype=np.float64)  # numpy's var: the same sum of squares over n
+    m2 = sq.mean(axis=-1).astype(np.float64)  # numpy's var: this sum of squares over n
     centred *= sq
-    m3 = centred.mean(axis=-1, dtype=np.float64)
+    m3 = centred.mean(axis=-1).astype(np.float64)
     np.square(sq, out=sq)
-    m4 = sq.mean(axis=-1, dtype=np.float64)
+    m4 = sq.mean(axis=-1).astype(np.float64)
     del sq, centred
     with np.errstate(all="ignore"):
-        zero = m2 <= (np.finfo(np.float64).eps * mean[..., 0]) ** 2
+        # a constant clip leaves float32 rounding of its mean, not zero, in m2
+        zero = m2 <= (8 * np.finfo(np.float32).eps * mean[..., 0].astype(np.float64)) ** 2
         out["skewness"] = np.where(zero, np.nan, m3 / m2**1.5)
         out["kurtosis"] = np.where(zero, np.nan, m4 / m2**2.0) - 3
     out["variance"] = m2
@@ -207,9 +210,9 @@ def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int 
         Leaves ordered from low to high frequency.
     """
     # float32 transforms (the samples' own precision; pywt keeps the input's dtype): half
-    # the memory traffic of float64, energies summed in float64. Each node is transformed
-    # on its own (2**level - 1 calls on all channels and clips at once), so no level copies
-    # its children into one array.
+    # the memory traffic of float64, energies summed pairwise in float32. Each node is
+    # transformed on its own (2**level - 1 calls on all channels and clips at once), so no
+    # level copies its children into one array.
     nodes = {"": np.ascontiguousarray(clips, dtype=np.float32)}
     for _ in range(level):
         children = {}
@@ -217,7 +220,7 @@ def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int 
             children[path + "a"], children[path + "d"] = pywt.dwt(data, wavelet,
                                                                   mode="symmetric", axis=-1)
         nodes = children
-    energy = np.stack([np.square(nodes[p]).sum(axis=-1, dtype=np.float64)
+    energy = np.stack([np.square(nodes[p]).sum(axis=-1).astype(np.float64)
                        for p in _gray_order(level)], axis=-1)  # (n_channels, n_clips, leaves)
     log_energy = np.log(energy + _EPS)
     relative = energy / (energy.sum(axis=-1, keepdims=True) + _EPS)
@@ -248,11 +251,11 @@ def correlation_upper(clips: NDArray, *, invalid: NDArray[np.bool_] | None = Non
     r : array of shape (n_clips, n_pairs), float32
         NaN for a pair where either clip is NaN or flat.
     """
-    # float32 samples with float64 means and norms, products in float32 (unit-norm rows:
-    # the error of r is ~1e-7 per product, below the stored float32's resolution)
+    # float32 throughout (pairwise sums; unit-norm rows: the error of r is ~1e-7, below
+    # the stored float32's resolution)
     x = np.asarray(clips, dtype=np.float32)
-    centred = x - x.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
-    norm = np.sqrt(np.square(centred).sum(axis=-1, keepdims=True, dtype=np.float64))
+    centred = x - x.mean(axis=-1, keepdims=True)
+    norm = np.sqrt(np.square(centred).sum(axis=-1, keepdims=True).astype(np.float64))
     invalid = _invalid_mask(clips, invalid)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = centred * (1.0 / norm).astype(np.float32)
