@@ -142,7 +142,8 @@ def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, f
 
     Skewness and kurtosis are ``scipy.stats.skew`` / ``kurtosis`` (biased, Fisher), from
     the same central moments in one pass (float32 with pairwise sums: equal to scipy's
-    float64 values to about 1e-6 relative). ``invalid`` (from :func:`clip_validity`) skips recomputing the flags.
+    float64 values to about 1e-6 relative). ``invalid`` (from :func:`clip_validity`) skips
+    recomputing the flags.
     """
     bands = bands or BANDS
     # float32 samples, transforms and sums (the store's precision): NumPy sums a contiguous
