@@ -245,7 +245,8 @@ def test_threads_write_the_same_tables(store: Path, tmp_path: Path,
 def test_named_queries_answer(store: Path) -> None:
     for name in named_queries():
         table = run_named(store, name, {})
-        assert table.num_rows > 0, name
+        # no model was trained on this store: the runs query answers with no rows
+        assert table.num_rows > 0 or name == "run_comparison", name
     ranking = pl.from_arrow(run_named(store, "rate_ranking", {"top": "2", "site": "feat"}))
     assert ranking["spike_rank"].max() <= 2 or ranking["hfo_rank"].min() <= 2
 

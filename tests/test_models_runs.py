@@ -31,6 +31,12 @@ def test_train_baseline_writes_results_report_and_predicts(
     metrics = pl.from_arrow(run_query(store, "SELECT DISTINCT reference FROM metrics "
                                              "WHERE run_id = $r", {"r": run_id}))
     assert set(metrics["reference"]) == {"clinician", "truth"}
+    res = runner.invoke(app, ["query", "run_comparison", "--store", str(store), "--param",
+                              "model=spike_rate", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    compared = {r["run_id"]: r for r in json.loads(res.output)}
+    assert compared[run_id]["auroc"] == pytest.approx(runs["auroc"][0])
+    assert compared[run_id]["auroc_truth"] > 0.6 and compared[run_id]["shuffled"] is None
     res = runner.invoke(app, ["evaluate", run_id, "--store", str(store), "--format", "csv"])
     assert res.exit_code == 0 and "auroc" in res.output.splitlines()[0]
     rec = pl.from_arrow(run_query(store, "SELECT recording_id FROM recordings LIMIT 1"))[0, 0]
