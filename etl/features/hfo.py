@@ -37,8 +37,9 @@ Robust baseline (a deliberate departure from Staba's mean + 5 SD)
 
 Precision (version 2)
     The block is filtered and its statistics computed in float32, the store's sample type
-    (version 1 used float64): event times are unchanged, thresholds move by ~1e-6
-    relative, and the phantom scores (F1 0.908) are those of version 1 (0.907).
+    (version 1: float64 over every sample). On six 62-s blocks of the generated cohort
+    594 of version 1's 595 events are found again, at the same samples, and nothing else;
+    phantom F1 0.908 (version 1: 0.907).
 """
 
 from __future__ import annotations

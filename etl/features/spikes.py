@@ -159,7 +159,9 @@ def detect_spikes(
     about 0.06 s per channel-hour at 1 kHz (float32 input, one core).
 
     The store's signals are already notched by the ETL, so the ``spikes`` feature set calls
-    this with ``mains_hz=0`` (version 2; version 1 notched a second time).
+    this with ``mains_hz=0`` (version 2; version 1 notched a second time and decimated in
+    float64): on six 62-s blocks of the generated cohort 1108 of version 1's 1123 spikes
+    fall on the same sample, the same count in all; phantom F1 0.976 for both.
     """
     # float32 input (the store's samples) is decimated in float32, which halves the cost
     # of the anti-alias products; everything after the decimation is float64 (the
