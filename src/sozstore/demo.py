@@ -104,7 +104,8 @@ def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
         table = comparison_table(results)
         truth_table = comparison_table(results, reference="truth").select(
             "model", auroc_truth="auroc")
-        tables.append((label, table.join(truth_table, on="model")))
+        tables.append((label, table.join(truth_table, on="model", how="left")
+                       .sort("auroc", descending=True, nulls_last=True)))
     console.rule("6. comparison (channel AUROC pooled over held-out patients; chance = 0.5; "
                  "AUPRC chance = prevalence)")
     for label, table in tables:
