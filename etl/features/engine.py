@@ -323,9 +323,12 @@ def _compute_recording_in_worker(store: Path, recording: dict[str, Any],
     return compute_recording(store, recording, sets, clip_s=clip_s, progress=False)
 
 
-def default_threads(limit: int = 4) -> int:
-    """Blocks in flight for one recording: the cores this process may use, at most ``limit``
-    (each block in flight holds its own working memory)."""
+def default_threads(limit: int = 2) -> int:
+    """Blocks in flight for one recording: the cores this process may use, at most ``limit``.
+
+    Each block in flight holds its own working memory, about 20 times its samples (~350
+    MiB for 64 channels x 72 s), so more threads cost memory in proportion to the channel
+    count; many recordings scale better with ``workers`` (one process each)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

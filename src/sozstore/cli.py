@@ -218,7 +218,7 @@ def features(
     workers: Annotated[int, typer.Option(help="Recordings computed in parallel.")] = 1,
     threads: Annotated[int, typer.Option(
         help="With --workers 1: blocks of a recording computed at once (0: one per available "
-             "core, at most 4; each adds about 350 MiB for 64 channels).")] = 0,
+             "core, at most 2; each adds about 350 MiB for 64 channels).")] = 0,
     clip_s: Annotated[float, typer.Option(help="Clip length in seconds.")] = 5.0,
     list_: Annotated[bool, typer.Option("--list", help="Show what the store holds.")] = False,
     remove: Annotated[Optional[str], typer.Option(
