@@ -98,17 +98,17 @@ def test_shuffled_labels_permute_only_the_given_patients(phantom_store: tuple[Pa
 
 @pytest.mark.slow
 def test_shuffled_labels_give_chance(phantom_store: tuple[Path, Path]) -> None:
-    """Labels permuted over the training patients leave nothing to learn.
-
-    What remains above 0.5 is not leakage: an RBF SVM trained on random labels scores
-    feature-space outliers high, and SOZ contacts are outliers (their spike and HFO rates);
-    on this small cohort that bias is worth ~0.05-0.1 of AUROC.
+    """Labels permuted over the training patients leave nothing to learn: the mean
+    AUROC of five seeds is within 0.05 of chance (the issue's bar), far below the true
+    labels' (measured: 0.494 against 0.875). Single seeds spread by +-0.05, because a
+    model fitted to noise still ranks the outlying SOZ contacts in some random direction.
     """
     store, _ = phantom_store
     real = evaluate_model(store, "svm", cv=3, write=False, seed=1).summary()["auroc"]
     aucs = [evaluate_model(store, "svm", cv=3, write=False, seed=s, shuffle_labels=True)
             .summary()["auroc"] for s in range(5)]
     mean = sum(aucs) / len(aucs)
+    print(f"\nSVM AUROC: true labels {real:.3f}; permuted labels {aucs}, mean {mean:.3f}")
     assert real > 0.7
-    assert abs(mean - 0.5) < 0.1, aucs
+    assert abs(mean - 0.5) < 0.05, aucs
     assert real - mean > 0.15, (real, aucs)
