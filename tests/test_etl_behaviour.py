@@ -218,3 +218,45 @@ def test_memory_bounded_by_chunk_not_length(tmp_path: Path) -> None:
     # The 15-minute recording is 64 x 900 000 samples (440 MiB as float64): loading it whole
     # would add hundreds of MiB. Streaming keeps the growth to noise.
     assert peaks[15.0] - peaks[3.0] < 60, peaks
+
+
+def test_cli_etl_and_features_exit_codes(tmp_path: Path) -> None:
+    """`sozstore etl` ingests and computes the default sets (on the cores), exits 0, skips
+    everything on a re-run, exits 1 when a file fails and 2 on an invalid config;
+    `sozstore features` lists, recomputes with explicit threads, and removes a version."""
+    from typer.testing import CliRunner
+
+    from sozstore.cli import app
+    from sozstore.etl.features.registry import DEFAULT_SETS, FEATURE_SETS
+
+    cli = CliRunner()
+    root = tmp_path / "site"
+    root.mkdir()
+    _good(root, "good.edf", seconds=30.0)
+    rows = [{"file": "good.edf", "patient": "P1", "recording": "r1", "soz": "A'1-2"}]
+    toml = manifest_site(root, rows)
+    store = tmp_path / "store"
+    args = ["etl", "--site", str(toml), "--store", str(store), "--no-progress"]
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    tables = {t for s in DEFAULT_SETS for t in FEATURE_SETS[s].tables}
+    written = {p.parts[-5] for p in (store / "features").glob("*/v*/site=*/subject=*/*.parquet")}
+    assert written == tables
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0 and f"{len(DEFAULT_SETS)} up to date" in res.output, res.output
+
+    res = cli.invoke(app, ["features", "--store", str(store), "--set", "bandpower", "--threads",
+                           "2", "--clip-s", "2.5", "--no-progress"])
+    assert res.exit_code == 0 and "1 partition(s) computed" in res.output, res.output
+    res = cli.invoke(app, ["features", "--store", str(store), "--list"])
+    assert res.exit_code == 0 and "bandpower" in res.output and "spike_events" in res.output
+    res = cli.invoke(app, ["features", "--store", str(store), "--remove", "wpt@1"])
+    assert res.exit_code == 0 and not (store / "features" / "wpt" / "v1").exists()
+
+    (root / "broken.edf").write_bytes(b"")
+    manifest_site(root, [*rows, {"file": "broken.edf", "patient": "P2", "recording": "r1"}])
+    res = cli.invoke(app, args)
+    assert res.exit_code == 1 and "broken.edf" in res.output, res.output
+    toml.write_text(toml.read_text().replace('kind = "manifest"', 'kind = "nonsense"', 1))
+    res = cli.invoke(app, args)
+    assert res.exit_code == 2, res.output
