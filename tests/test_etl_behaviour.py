@@ -215,9 +215,13 @@ def test_memory_bounded_by_chunk_not_length(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(toml), str(tmp_path / f"s{minutes}")],
                              capture_output=True, text=True, check=True)
         peaks[minutes] = int(out.stdout.strip().splitlines()[-1]) / 1024  # MiB
-    # The 15-minute recording is 64 x 900 000 samples (440 MiB as float64): loading it whole
-    # would add hundreds of MiB. Streaming keeps the growth to noise.
-    assert peaks[15.0] - peaks[3.0] < 60, peaks
+    print(f"\npeak RSS (MiB): {peaks}")
+    # The 15-minute recording is 64 x 900 000 samples (220 MiB as float32, 440 MiB as
+    # float64), 176 MiB more than the 3-minute one even in float32: loading it whole would
+    # add that much. Streaming adds 51-53 MiB here (61 once on a loaded CI machine), pools
+    # and buffers warming up, not growth with length: bench/etl.py measured a 20-h
+    # recording at 0.97x the 1-h peak. Hence a 100-MiB bar, still far below a whole load.
+    assert peaks[15.0] - peaks[3.0] < 100, peaks
 
 
 def test_cli_etl_and_features_exit_codes(tmp_path: Path) -> None:
