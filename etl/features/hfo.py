@@ -204,7 +204,7 @@ def detect_hfos(
         data = np.where(usable[:, None], data, 0.0)
     # the offset only keeps the zero padding of the FFT convolution from adding a step at
     # the block's ends (the band-pass removes DC): a median of every 16th sample will do
-    data = data - row_median(data[:, ::16])[:, None]
+    data = data - row_median(data[:, ::16])[:, None].astype(data.dtype)
     edge = int(round(edge_s * sfreq))
     top = _NYQUIST_FRACTION * sfreq
     if bandwidth_hz is not None:
