@@ -156,7 +156,7 @@ def compute_recording(store: str | Path, recording: dict[str, Any],
         return Block(site=recording["site"], subject=recording["subject"], recording_id=rid,
                      channels=channels, sfreq=sfreq,
                      bandwidth_hz=float(recording["bandwidth_hz"]),
-                     mains_hz=float(recording["mains_hz"]), data=sig.read_samples(ra, rb),
+                     data=sig.read_samples(ra, rb),
                      core=(a - ra, b - ra), offset_s=ra / sfreq, clip_samples=clip_samples)
 
     def compute_block(block: Block) -> list[tuple[FeatureSet, str, str, pa.RecordBatch]]:

@@ -53,7 +53,6 @@ class Block:
     channels: list[str]
     sfreq: float
     bandwidth_hz: float
-    mains_hz: float
     data: NDArray[np.float32]
     core: tuple[int, int]
     offset_s: float
@@ -156,7 +155,7 @@ class Block:
             return self
         view = Block(site=self.site, subject=self.subject, recording_id=self.recording_id,
                      channels=self.channels, sfreq=self.sfreq, bandwidth_hz=self.bandwidth_hz,
-                     mains_hz=self.mains_hz, data=self.data[:, lo:hi], core=(a - lo, b - lo),
+                     data=self.data[:, lo:hi], core=(a - lo, b - lo),
                      offset_s=self.offset_s + lo / self.sfreq, clip_samples=self.clip_samples)
         for name in ("clips", "validity", "invalid", "valid_rows", "_key_columns",
                      "_flag_columns"):
