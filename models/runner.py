@@ -28,6 +28,7 @@ from sozstore.models.evaluation import (Fold, LeakageError, channel_metrics, che
 from sozstore.models.zoo import (KEY_COLUMNS, TorchEstimator, estimator_config,
                                  make_estimator, threshold_on_validation)
 from sozstore.store.atomic import write_parquet_atomic
+from sozstore.store.catalog import to_table
 
 RESULT_TABLES = ("runs", "folds", "predictions", "metrics")
 
@@ -237,7 +238,7 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
                    seed: int, shuffled: str | None) -> None:
     root = results_dir(store)
     summary = result.summary()
-    run = pl.DataFrame([{
+    run = to_table("runs", [{
         "run_id": result.run_id, "model": result.model, "protocol": result.protocol,
         "config": json.dumps(config or {}, default=str), "seed": seed,
         "shuffled_labels": shuffled is not None,
@@ -248,13 +249,13 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
         "auroc": summary.get("auroc"), "auprc": summary.get("auprc"),
         "patient_auroc_mean": summary.get("patient_auroc_mean"),
         "f1_mean": summary.get("f1_mean"),
-    }], schema_overrides={"shuffle_scope": pl.String})
-    folds = pl.DataFrame(result.folds)
-    tables = {"runs": run, "folds": folds, "predictions": result.predictions,
-              "metrics": result.metrics}
-    for name, frame in tables.items():
+    }])
+    tables = {"runs": run, "folds": pl.DataFrame(result.folds).to_arrow(),
+              "predictions": result.predictions.to_arrow(),
+              "metrics": to_table("metrics", result.metrics.to_dicts())}
+    for name, table in tables.items():
         path = root / name / f"run={result.run_id}" / "part.parquet"
-        write_parquet_atomic(frame.to_arrow(), path)
+        write_parquet_atomic(table, path)
 
 
 def comparison_table(results: list[RunResult], reference: str = "clinician") -> pl.DataFrame:

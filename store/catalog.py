@@ -64,6 +64,23 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+#: The results tables that ``sozstore train`` writes under ``results/`` (one file per run;
+#: ``folds`` and ``predictions`` vary with the model and are written as they come).
+SCHEMAS.update({
+    "runs": pa.schema([
+        ("run_id", _str), ("model", _str), ("protocol", _str), ("config", _str),
+        ("seed", _i64), ("shuffled_labels", _bool), ("shuffle_scope", _str),
+        ("created_at", _str), ("sozstore_version", _str), ("seconds", _f64),
+        ("n_patients", _i64), ("auroc", _f64), ("auprc", _f64), ("patient_auroc_mean", _f64),
+        ("f1_mean", _f64),
+    ]),
+    "metrics": pa.schema([
+        ("run_id", _str), ("fold", _str), ("site", _str), ("reference", _str),
+        ("metric", _str), ("value", _f64),
+    ]),
+})
+
+
 def to_table(name: str, rows: Sequence[dict[str, Any]] | dict[str, list[Any]]) -> pa.Table:
     """Rows (a list of dicts or a dict of columns) as a table with the catalog schema."""
     schema = SCHEMAS[name]

@@ -47,19 +47,6 @@ def _empty_view_sql(name: str, schema: pa.Schema) -> str:
     return f"CREATE VIEW \"{name}\" AS SELECT {', '.join(cols)} WHERE false"
 
 
-#: Columns of the results tables that named queries read (models/runner.py writes them).
-_EMPTY_RESULTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "runs": (("run_id", "VARCHAR"), ("model", "VARCHAR"), ("protocol", "VARCHAR"),
-             ("config", "VARCHAR"), ("seed", "BIGINT"), ("shuffled_labels", "BOOLEAN"),
-             ("shuffle_scope", "VARCHAR"), ("created_at", "VARCHAR"),
-             ("sozstore_version", "VARCHAR"), ("seconds", "DOUBLE"), ("n_patients", "BIGINT"),
-             ("auroc", "DOUBLE"), ("auprc", "DOUBLE"), ("patient_auroc_mean", "DOUBLE"),
-             ("f1_mean", "DOUBLE")),
-    "metrics": (("run_id", "VARCHAR"), ("fold", "VARCHAR"), ("site", "VARCHAR"),
-                ("reference", "VARCHAR"), ("metric", "VARCHAR"), ("value", "DOUBLE")),
-}
-
-
 def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
             ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per catalog table of ``store``.
@@ -89,9 +76,8 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
             glob = _sql_string(str(files / "run=*" / "*.parquet"))
             con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet({glob}, "
                         "union_by_name = true, hive_partitioning = false)")
-        elif name in _EMPTY_RESULTS:  # a store without runs yet still answers queries
-            cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in _EMPTY_RESULTS[name])
-            con.execute(f"CREATE VIEW \"{name}\" AS SELECT {cols} WHERE false")
+        elif name in SCHEMAS:  # a store without runs yet still answers the named queries
+            con.execute(_empty_view_sql(name, SCHEMAS[name]))
     for name, sql in (extra_views or {}).items():
         con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
     return con
