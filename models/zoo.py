@@ -249,6 +249,18 @@ class TorchEstimator:
             return szloc_loss(out, batch["seizure"].to(device), y, mask, exclude=(lo, hi))
         return focal_bce(logits, y, mask, gamma=self.config.gamma, weights=self.weights_)
 
+    def train_step(self, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                   batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """One optimisation step on ``batch`` (forward, loss, backward, gradient-norm clip
+        at 1, optimizer step); returns the loss. ``fit`` and bench/loader.py both use it."""
+        logits, out = self._forward(net, batch, device)
+        loss = self._loss(logits, out, batch, device)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return loss
+
     # -- estimator API
     def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
             labels: pl.DataFrame | None = None) -> "TorchEstimator":
@@ -289,12 +301,7 @@ class TorchEstimator:
             for b, batch in enumerate(loader):
                 if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
                     break
-                logits, out = self._forward(net, batch, device)
-                loss = self._loss(logits, out, batch, device)
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                opt.step()
+                loss = self.train_step(net, opt, batch, device)
                 if sched.last_epoch < total_steps:
                     sched.step()
                 losses.append(float(loss.detach()))
