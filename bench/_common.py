@@ -8,6 +8,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,32 +93,29 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _each_fd(paths: list[Path], action: Callable[[int], object]) -> None:
+    """Call ``action(fd)`` on each readable file of ``paths`` (missing ones are skipped)."""
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            action(fd)
+        finally:
+            os.close(fd)
+
+
 def evict(paths: list[Path]) -> None:
     """Drop ``paths`` from the page cache (fsync first: dirty pages are not dropped).
 
     Only these files are affected (``posix_fadvise(DONTNEED)``), not the whole machine's cache.
     """
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    _each_fd(paths, lambda fd: os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED))
 
 
 def fsync_all(paths: list[Path]) -> None:
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _each_fd(paths, os.fsync)
 
 
 def files_under(root: Path) -> list[Path]:

@@ -294,6 +294,14 @@ def bench_dataset(kind: str, recs: list[Any], num_workers: int) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------- 2. Zarr ceiling
+def _read_rates(sec: float, windows: int, n_bytes: int, n_samples: int, la: float
+                ) -> dict[str, Any]:
+    """The row of one baseline reader's pass over the windows."""
+    return {"seconds": sec, "windows": windows, "bytes": n_bytes,
+            "windows_per_s": windows / sec, "mb_per_s": n_bytes / MB / sec,
+            "msamples_per_s": n_samples / 1e6 / sec, "loadavg": la}
+
+
 def bench_zarr(spans: list[tuple[Any, float, float]], *, cold: bool) -> dict[str, Any]:
     from sozstore.store.signals import open_signals
 
@@ -310,10 +318,7 @@ def bench_zarr(spans: list[tuple[Any, float, float]], *, cold: bool) -> dict[str
         x = sig.read(a, b)
         n_bytes += x.nbytes
         n_samples += x.size
-    sec = time.perf_counter() - t0
-    return {"seconds": sec, "windows": len(spans), "bytes": n_bytes,
-            "windows_per_s": len(spans) / sec, "mb_per_s": n_bytes / MB / sec,
-            "msamples_per_s": n_samples / 1e6 / sec, "loadavg": la}
+    return _read_rates(time.perf_counter() - t0, len(spans), n_bytes, n_samples, la)
 
 
 # --------------------------------------------------------------------------- 3. MNE baseline
@@ -362,10 +367,7 @@ def bench_mne(spans: list[tuple[Any, float, float]], sources: dict[str, tuple[Pa
             x = raw.get_data(start=round(a * sf), stop=round(b * sf))
             n_bytes += x.nbytes
             n_samples += x.size
-    sec = time.perf_counter() - t0
-    return {"seconds": sec, "windows": len(spans), "bytes": n_bytes,
-            "windows_per_s": len(spans) / sec, "mb_per_s": n_bytes / MB / sec,
-            "msamples_per_s": n_samples / 1e6 / sec, "loadavg": la}
+    return _read_rates(time.perf_counter() - t0, len(spans), n_bytes, n_samples, la)
 
 
 READERS = ("zarr", "mne_open_per_window", "mne_open_once")
@@ -433,12 +435,7 @@ def bench_train(name: str, size: str, model_cfg: dict[str, Any], batches: list[d
         batch = batches[k % len(batches)]
         k += 1
         t0 = time.perf_counter()
-        logits, out = est._forward(model, batch, device)
-        loss = est._loss(logits, out, batch, device)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = est.train_step(model, opt, batch, device)
         sec = time.perf_counter() - t0
         if not torch.isfinite(loss):
             raise RuntimeError(f"{name} {size}: non-finite loss at step {k}")
