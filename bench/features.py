@@ -120,6 +120,9 @@ def ensure_cohort_store(subjects_per_site: int) -> tuple[Path, dict[str, Any]]:
     done = store / ".bench-complete"
     info: dict[str, Any] = {"store": str(store.relative_to(OUT.parent))}
     if done.exists():
+        # a cached store from before a feature-set version bump: bring it up to date
+        # (compute_features skips every partition that already is)
+        compute_features(store, workers=2, progress=False)
         return store, info
     shutil.rmtree(store, ignore_errors=True)
     cfg = PhantomConfig(ictal_duration_s=60.0, interictal_duration_s=60.0,
