@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 from scipy import fft as sp_fft
 from scipy import signal
 
-from sozstore.etl.features.kernels import row_median
+from sozstore.etl.features.kernels import detector_input
 
 __all__ = ["DEFAULT_BANDS", "HfoEvents", "detect_hfos"]
 
@@ -199,12 +199,7 @@ def detect_hfos(
     if n_ch == 0 or n == 0:
         return _assemble(parts, sfreq)
 
-    usable = np.isfinite(data).all(axis=1)
-    if not usable.all():
-        data = np.where(usable[:, None], data, 0.0)
-    # the offset only keeps the zero padding of the FFT convolution from adding a step at
-    # the block's ends (the band-pass removes DC): a median of every 16th sample will do
-    data = data - row_median(data[:, ::16])[:, None].astype(data.dtype)
+    data, usable = detector_input(data)
     edge = int(round(edge_s * sfreq))
     top = _NYQUIST_FRACTION * sfreq
     if bandwidth_hz is not None:

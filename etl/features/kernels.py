@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import scipy.fft as sp_fft
 import pywt
+import scipy.fft as sp_fft
 from numpy.typing import NDArray
 
 #: Clinical bands (Hz). Ripple and fast ripple follow Staba et al.
@@ -289,3 +289,19 @@ def row_median(a: NDArray[np.floating]) -> NDArray[np.float64]:
     lo = srt[:, (n - 1) // 2].astype(np.float64)
     hi = srt[:, n // 2].astype(np.float64)
     return (lo + hi) / 2.0
+
+
+def detector_input(data: NDArray[np.floating]) -> tuple[NDArray[np.floating],
+                                                        NDArray[np.bool_]]:
+    """A block as the spike and HFO detectors filter it, and which channels are usable.
+
+    A channel with any non-finite sample is zeroed (so it cannot poison the vectorised
+    filters of the others) and marked unusable. Every channel's offset is subtracted, so
+    the zero padding of a resampler or an FFT convolution adds no step at the block's ends;
+    the band-passes remove DC anyway, so the median of every 16th sample is offset enough.
+    The result keeps ``data``'s dtype.
+    """
+    usable = np.isfinite(data).all(axis=1)
+    if not usable.all():
+        data = np.where(usable[:, None], data, 0.0)
+    return data - row_median(data[:, ::16])[:, None].astype(data.dtype), usable

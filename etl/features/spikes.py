@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
-from sozstore.etl.features.kernels import row_median
+from sozstore.etl.features.kernels import detector_input, row_median
 
 __all__ = ["SpikeEvents", "detect_spikes"]
 
@@ -186,14 +186,8 @@ def detect_spikes(
     if n_ch == 0 or data.shape[1] == 0:
         return _empty()
 
-    # NaN channels are excluded up front; zeros keep them from poisoning the vectorised
-    # filters of the other channels.
-    usable = np.isfinite(data).all(axis=1)
-    if not usable.all():
-        data = np.where(usable[:, None], data, 0.0)
-    # remove each channel's offset so the resampler's zero padding adds no step at the ends
-    # (the band-pass removes DC anyway: a median of every 16th sample is offset enough)
-    data = data - row_median(data[:, ::16])[:, None].astype(data.dtype)
+    # NaN channels are excluded up front (zeroed, unusable); offsets removed
+    data, usable = detector_input(data)
 
     d, fs = _resample(data, sfreq, decimate_to)
     d = d.astype(np.float64, copy=False)
