@@ -30,8 +30,6 @@ from sozstore.models.zoo import (KEY_COLUMNS, TorchEstimator, estimator_config,
 from sozstore.store.atomic import write_parquet_atomic
 from sozstore.store.catalog import to_table
 
-RESULT_TABLES = ("runs", "folds", "predictions", "metrics")
-
 
 @dataclass
 class RunResult:

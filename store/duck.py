@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from sozstore.store.catalog import SCHEMAS
-from sozstore.store.layout import CATALOG_TABLES, StoreLayout
+from sozstore.store.layout import CATALOG_TABLES, RESULT_TABLES, StoreLayout
 
 
 class QueryError(ValueError):
@@ -70,7 +70,7 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
         else:
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
     _feature_views(con, layout)
-    for name in ("runs", "folds", "predictions", "metrics"):
+    for name in RESULT_TABLES:
         files = layout.root / "results" / name
         if any(files.glob("run=*/*.parquet")):
             glob = _sql_string(str(files / "run=*" / "*.parquet"))

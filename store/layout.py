@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 
 CATALOG_TABLES = ("sites", "subjects", "recordings", "channels", "events", "contacts")
+#: Tables under ``results/<table>/run=<run_id>/`` written by ``sozstore train``.
+RESULT_TABLES = ("runs", "folds", "predictions", "metrics")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
