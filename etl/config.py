@@ -34,10 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-#: Sampling rate of the store when a site does not say (Hz). 1 kHz keeps the ripple band
-#: (80-250 Hz) and, for sources recorded at >= 1 kHz, the fast-ripple band; every recording
-#: of a site then shares one time base, so clips have fixed shapes for feature tables and models.
+import numpy as np
+
+#: Base sampling rate of the store when a site does not say (Hz): every recording is stored
+#: at a whole multiple of it (see :meth:`SiteConfig.store_rate`), so models that decimate
+#: to 200 or 250 Hz by an integer factor stay exact.
 DEFAULT_STORE_SFREQ = 1000.0
+#: Highest store rate when a site does not say (Hz). A source recorded at >= 2 kHz keeps
+#: 2 kHz, which holds the fast-ripple band (250-500 Hz) with the HFO filters' roll-off
+#: (bands are clipped at 0.45 x the rate: 450 Hz at 1 kHz, 900 Hz at 2 kHz); 1 kHz cuts
+#: it. Measurements and the reason for the rule: docs/etl.md, "The store's rate".
+DEFAULT_STORE_SFREQ_MAX = 2000.0
 
 CHANNEL_TYPES = ("seeg", "ecog", "eeg", "ecg", "eog", "emg", "stim", "misc")
 EVENT_KINDS = ("onset", "offset", "clinical_onset", "note")
@@ -162,6 +169,7 @@ class SiteConfig:
     layout: LayoutConfig
     mains_hz: float = 60.0
     store_sfreq: float = DEFAULT_STORE_SFREQ
+    store_sfreq_max: float = DEFAULT_STORE_SFREQ_MAX
     subject_ids: Literal["source", "hash"] = "source"
     hash_salt: str = ""
     description: str = ""
@@ -171,11 +179,36 @@ class SiteConfig:
     outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     flat_threshold_uv: float = 0.5
 
+    def store_rate(self, source_sfreq: float) -> float:
+        """The store's sampling rate for a source recorded at ``source_sfreq`` Hz.
+
+        The largest whole multiple ``k * store_sfreq`` (``k >= 1``) that is at most both
+        the source rate and ``store_sfreq_max``: a 2048-Hz source is stored at 2 kHz and a
+        1024-Hz, 999.41-Hz or 512-Hz one at 1 kHz with the defaults (nothing is stored
+        below ``store_sfreq``; ``bandwidth_hz`` in the catalog says what a slow source
+        holds). Rates within 0.1 % of a multiple count as that multiple (an EDF's
+        1999.6 Hz is 2 kHz). ``store_sfreq_max = store_sfreq`` gives one rate for all.
+
+        Parameters
+        ----------
+        source_sfreq : float
+            Sampling rate of the source file (Hz).
+
+        Returns
+        -------
+        float
+            The store rate (Hz).
+        """
+        k_source = int(np.floor(source_sfreq * (1.0 + 1e-3) / self.store_sfreq))
+        k_max = int(np.floor(self.store_sfreq_max * (1.0 + 1e-9) / self.store_sfreq))
+        return float(self.store_sfreq * max(1, min(k_source, k_max)))
+
     def fingerprint_params(self) -> dict[str, Any]:
         """Parameters that change what the ETL writes for a recording (for provenance)."""
         return {
             "mains_hz": self.mains_hz,
             "store_sfreq": self.store_sfreq,
+            "store_sfreq_max": self.store_sfreq_max,
             "flat_threshold_uv": self.flat_threshold_uv,
         }
 
@@ -299,6 +332,10 @@ def parse_site_config(data: dict[str, Any], file: Path, *, root: Path | None = N
     store_sfreq = top.get("store_sfreq", float, DEFAULT_STORE_SFREQ)
     if not 64.0 <= store_sfreq <= 20000.0:
         raise top.fail("store_sfreq", f"must be within 64..20000 Hz; got {store_sfreq}")
+    store_sfreq_max = top.get("store_sfreq_max", float, max(store_sfreq, DEFAULT_STORE_SFREQ_MAX))
+    if not store_sfreq <= store_sfreq_max <= 20000.0:
+        raise top.fail("store_sfreq_max", f"must be within store_sfreq..20000 Hz; got "
+                                          f"{store_sfreq_max}")
     flat = top.get("flat_threshold_uv", float, 0.5)
 
     lay = _Reader(top.get("layout", dict, required=True), "layout", file)
@@ -421,6 +458,7 @@ def parse_site_config(data: dict[str, Any], file: Path, *, root: Path | None = N
 
     return SiteConfig(
         name=name, source=file, layout=layout, mains_hz=mains_hz, store_sfreq=store_sfreq,
+        store_sfreq_max=store_sfreq_max,
         subject_ids=subject_ids, hash_salt=hash_salt, description=description,
         channels=channels, labels=tuple(labels), events=events, outcome=outcome,
         flat_threshold_uv=flat,

@@ -17,7 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
-#: Quality factor of each mains notch: -3 dB width of f0/Q (2 Hz at 60 Hz).
+#: Quality factor of the mains notch at the fundamental: -3 dB width of f0/Q (2 Hz at
+#: 60 Hz). Harmonic k uses ``k * NOTCH_Q``, the same width in Hz (ETL version 2, see
+#: :func:`notch_sos`).
 NOTCH_Q = 30.0
 #: Largest denominator for the rational resampling ratio. Real odd rates such as
 #: 999.4121105232217 Hz (= 1000 * 1700/1701, from EDF record durations) are exact with it.
@@ -115,16 +117,28 @@ class ResamplePlan:
 def notch_sos(sfreq: float, mains_hz: float, *, nyquist_of: float | None = None) -> NDArray:
     """Second-order sections notching the mains and its harmonics.
 
+    Every notch is ``f0 / NOTCH_Q`` wide at the fundamental (2 Hz at 60 Hz), harmonics
+    included: harmonic ``k`` has quality factor ``k * NOTCH_Q``. A notch's impulse response
+    is a decaying oscillation at its frequency whose amplitude is proportional to its
+    width, so with a constant Q (ETL version 1: 6 Hz wide at 180 Hz, 14 Hz at 420 Hz) every
+    sharp transient left a 50-ms burst at each harmonic in the HFO bands, which the HFO
+    detector reported as ripples and fast ripples, and the wider notches removed part of
+    real HFOs. Measured on synthetic SEEG with planted events (``tests/test_detectors.py``,
+    threshold 3, version 3 detector): ripple recall 0.55 -> 0.61 at 1 kHz, fast-ripple
+    precision 0.83 -> 0.89 at 2 kHz.
+
     Harmonics above 0.95 x the Nyquist of ``nyquist_of`` (the lower of source and store
     rates) are left to the anti-alias filter of the resampler.
     """
     nyq = 0.5 * (nyquist_of or sfreq)
     sections = []
     f = mains_hz
+    k = 1
     while f < 0.95 * nyq and f < 0.95 * 0.5 * sfreq:
-        b, a = signal.iirnotch(f, NOTCH_Q, fs=sfreq)
+        b, a = signal.iirnotch(f, NOTCH_Q * k, fs=sfreq)
         sections.append(signal.tf2sos(b, a))
         f += mains_hz
+        k += 1
     if not sections:
         return np.zeros((0, 6))
     return np.concatenate(sections, axis=0)

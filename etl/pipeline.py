@@ -9,6 +9,9 @@ Promises
 --------
 * Memory is bounded by the block size: samples stream from the source through the notch and
   resampler into Zarr chunks.
+* Each recording has its own store rate (``SiteConfig.store_rate``: a whole multiple of the
+  site's ``store_sfreq`` up to ``store_sfreq_max``), in ``recordings.sfreq`` and the Zarr
+  attributes; readers take it from there.
 * Atomic and idempotent: every file is written under a temporary name and renamed; a
   recording's ``recordings`` row is written last, as its commit marker; a recording whose
   inputs fingerprint (source size and mtime, sidecars, label rows, parameters) is unchanged is
@@ -41,7 +44,7 @@ from sozstore.etl.channels import (ChannelKey, canonical_keys, canonical_name, i
                                    split_contact)
 from sozstore.etl.config import SiteConfig
 from sozstore.etl.discover import RecordingSpec, discover
-from sozstore.etl.dsp import ResamplePlan
+from sozstore.etl.dsp import NOTCH_Q, ResamplePlan
 from sozstore.etl.events import classify_events
 from sozstore.etl.labels import cached_rows, derive_labels, external_row
 from sozstore.etl.outcome import normalise_outcome
@@ -53,7 +56,9 @@ from sozstore.store.layout import StoreLayout
 from sozstore.store.signals import SignalWriter
 
 #: Bumped when the ETL changes what it writes for the same inputs (forces re-ingest).
-ETL_VERSION = "1"
+#: 2: constant-width mains notches (etl/dsp.py) and per-recording store rates
+#: (``SiteConfig.store_rate``: 2-kHz sources keep 2 kHz).
+ETL_VERSION = "2"
 #: Source samples held in memory per block (float64), before margins.
 BLOCK_BYTES = 32 * 2**20
 LABEL_RULE = ("union: a contact is SOZ (resected) for the subject if any of its recordings "
@@ -314,20 +319,23 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
                                    f"(0-{duration_src:.1f} s), kept with in_recording=false")
 
         # --- signal, streamed
-        plan = ResamplePlan(rec.sfreq, config.store_sfreq, config.mains_hz)
+        # per recording: a 2-kHz source keeps 2 kHz (fast ripples), a 1-kHz one 1 kHz
+        store_sfreq = config.store_rate(rec.sfreq)
+        plan = ResamplePlan(rec.sfreq, store_sfreq, config.mains_hz)
         n_ch = len(keys)
         n_out = plan.n_out(rec.n_samples)
         block_s = float(np.clip(BLOCK_BYTES / (8 * max(n_ch, 1) * rec.sfreq), 5.0, 120.0))
         block = plan.block_length(block_s)
         sha = source_sha256(spec.path)
-        params = {**config.fingerprint_params(), "notch_q": 30.0, "resample_up": plan.up,
+        params = {**config.fingerprint_params(), "notch_q": NOTCH_Q,
+                  "notch_width": "constant", "resample_up": plan.up,
                   "resample_down": plan.down, "source_sfreq": rec.sfreq}
         zpath = layout.zarr_path(spec.site, spec.recording_id)
-        writer = SignalWriter(zpath, n_channels=n_ch, n_samples=n_out, sfreq=config.store_sfreq,
+        writer = SignalWriter(zpath, n_channels=n_ch, n_samples=n_out, sfreq=store_sfreq,
                               attrs={
                                   "recording_id": spec.recording_id, "site": spec.site,
                                   "subject": spec.subject, "channels": [k.channel for k in keys],
-                                  "sfreq": config.store_sfreq, "units": "uV",
+                                  "sfreq": store_sfreq, "units": "uV",
                                   "source_sha256": sha, "source_format": rec.format,
                                   "sozstore_version": sozstore.__version__,
                                   "etl_version": ETL_VERSION, "params": params,
@@ -401,10 +409,10 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
             **common, "session": spec.session, "task": spec.task,
             "acquisition": spec.acquisition, "run": spec.run, "source_path": spec.source_path,
             "source_format": rec.format, "source_sha256": sha, "source_sfreq": rec.sfreq,
-            "sfreq": config.store_sfreq, "n_samples": n_out,
-            "duration_s": n_out / config.store_sfreq, "n_channels": n_ch,
+            "sfreq": store_sfreq, "n_samples": n_out,
+            "duration_s": n_out / store_sfreq, "n_channels": n_ch,
             "n_bad": int(sum(labels.bad)),
-            "bandwidth_hz": 0.5 * min(rec.sfreq, config.store_sfreq),
+            "bandwidth_hz": 0.5 * min(rec.sfreq, store_sfreq),
             "mains_hz": config.mains_hz,
             "zarr_path": zpath.relative_to(layout.root).as_posix(),
             "inputs_fingerprint": fingerprint, "sozstore_version": sozstore.__version__,
@@ -413,7 +421,7 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
         write_fragment(layout, "recordings", to_table("recordings", [rec_row]), site=spec.site,
                        subject=spec.subject, part=spec.recording_id)
         result.n_channels = n_ch
-        result.duration_s = n_out / config.store_sfreq
+        result.duration_s = n_out / store_sfreq
     except RecordingError as err:
         result.status = "failed"
         result.messages.append(err.reason if str(spec.path) in str(err) else str(err))

@@ -381,6 +381,7 @@ PHANTOM = dict(
     ictal_duration_s=40.0, interictal_duration_s=150.0, chul_interictal_hours=0.04,
     hup_onset_s=12.0, seizure_duration_s=(8.0, 12.0), postictal_s=5.0,
     lvfa_duration_s=(2.0, 3.0), electrodes_per_subject=(3, 4), contacts_per_electrode=(4, 6),
+    difficulty="easy",  # the original physiology: recall/precision against planted events
 )
 BLOCK_S = 60.0
 SPIKE_MARGIN_S = 15.0  # 3 x window_s: the background near the core is the whole-run one
@@ -487,3 +488,189 @@ def test_phantom_hfo_detections_are_real(phantom_scores: dict[str, float]) -> No
 @pytest.mark.slow
 def test_phantom_hfo_f1(phantom_scores: dict[str, float]) -> None:
     assert phantom_scores["hfo_f1"] >= 0.7
+
+
+# ----------------------------------------------------------------------------------------
+# HFOs at the source rate: precision and recall against planted events (issue 8 section 2)
+# ----------------------------------------------------------------------------------------
+# Signals are built from the phantom's pure physiology functions (not from its cohort
+# generator, which changes independently): 1/f**1.8 background, ripples (80-250 Hz, 30-100
+# ms) and fast ripples (250-500 Hz, 15-40 ms) 3-6x the band's median envelope, spikes
+# (20-70 ms, 4-10 background SDs) and narrow sharp transients (3-12 ms, 2-6 SDs, either
+# sign): what a detector should find and what it should not.
+
+PLANTED_KINDS = ("ripple", "fast_ripple", "spike", "sharp")
+
+
+def _planted(sfreq: float, seed: int, *, seconds: float = 120.0, n_channels: int = 6,
+             per_kind: tuple[int, int, int, int] = (20, 20, 30, 20), bg_uv: float = 40.0
+             ) -> tuple[NDArray[np.float64], list[tuple[int, str, float]]]:
+    """Synthetic SEEG at ``sfreq`` and its truth ``[(channel, kind, centre_s), ...]``."""
+    from scipy import signal
+
+    from sozstore.phantom.physiology import background_spectrum, hfo_waveform, spike_waveform
+
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sfreq))
+    spec = background_spectrum(sfreq)
+    w = rng.standard_normal((n_channels, n))
+    x = (signal.sosfilt(spec.sos, w, axis=-1) + spec.floor * w) * bg_uv
+    t = np.arange(n) / sfreq
+    truth: list[tuple[int, str, float]] = []
+
+    def median_envelope(row: NDArray[np.float64], lo: float, hi: float) -> float:
+        sos = signal.butter(4, [lo, hi], btype="band", fs=sfreq, output="sos")
+        return float(np.median(np.abs(signal.hilbert(signal.sosfiltfilt(sos, row)))))
+
+    for c in range(n_channels):
+        env = {"ripple": median_envelope(x[c], 80.0, 250.0),
+               "fast_ripple": median_envelope(x[c], 250.0, min(500.0, 0.45 * sfreq))}
+        kinds = [k for k, m in zip(PLANTED_KINDS, per_kind) for _ in range(m)]
+        centres = rng.permutation(np.arange(1.0, seconds - 1.0, 0.8))[:len(kinds)]
+        centres += rng.uniform(-0.1, 0.1, centres.size)  # >= 0.6 s apart
+        for kind, t0 in zip(kinds, centres):
+            i0, i1 = int((t0 - 0.3) * sfreq), int((t0 + 0.5) * sfreq)
+            tt = t[i0:i1] - t0
+            if kind == "ripple":
+                x[c, i0:i1] += hfo_waveform(tt, rng.uniform(3, 6) * env[kind],
+                                            rng.uniform(80, 250), rng.uniform(0.03, 0.1),
+                                            rng.uniform(0, 2 * np.pi))
+            elif kind == "fast_ripple":
+                x[c, i0:i1] += hfo_waveform(tt, rng.uniform(3, 6) * env[kind],
+                                            rng.uniform(250, min(500.0, 0.4 * sfreq)),
+                                            rng.uniform(0.015, 0.04), rng.uniform(0, 2 * np.pi))
+            elif kind == "spike":
+                x[c, i0:i1] += spike_waveform(tt, -rng.uniform(4, 10) * bg_uv,
+                                              rng.uniform(0.02, 0.07))
+            else:  # the sharp component of a spike alone, 3-12 ms: artefacts, pops
+                width = rng.uniform(0.003, 0.012)
+                sharp = spike_waveform(tt, 1.0, width) - spike_waveform(tt - 1.0, -0.35, width)
+                sharp = np.where(tt < 0.5 * width + 0.05, sharp, 0.0)
+                x[c, i0:i1] += rng.choice([-1.0, 1.0]) * rng.uniform(2, 6) * bg_uv * sharp
+            truth.append((c, kind, float(t0)))
+    return x, truth
+
+
+def _hfo_scores(ev: HfoEvents, truth: list[tuple[int, str, float]], n_channels: int,
+                tol: float = 0.03) -> dict[str, dict[str, int]]:
+    """Per band: detections, planted events and one-to-one matches (a detection matches a
+    planted event of its kind whose centre is within ``tol`` of its peak or inside it)."""
+    out = {}
+    for kind in ("ripple", "fast_ripple"):
+        tp = found = true = 0
+        for c in range(n_channels):
+            planted = np.array([t for ch, k, t in truth if ch == c and k == kind])
+            sel = (ev.channel == c) & (ev.kind == kind)
+            start, end, peak = ev.start_s[sel], ev.end_s[sel], ev.peak_s[sel]
+            tp += _match(planted, peak, tol,
+                         lambda f, j: bool(start[f] - tol <= planted[j] <= end[f] + tol))
+            found += peak.size
+            true += planted.size
+        out[kind] = {"tp": tp, "found": found, "true": true}
+    return out
+
+
+def _store_like(x: NDArray[np.float64], source: float, store: float) -> NDArray[np.float32]:
+    """``x`` notched and resampled as the ETL writes it to a store at ``store`` Hz."""
+    from sozstore.etl.dsp import ResamplePlan
+
+    n = x.shape[1]
+    return ResamplePlan(source, store, 60.0).process(x, 0, 0, n, n)
+
+
+@pytest.fixture(scope="module")
+def source_rate_scores() -> dict[tuple[float, float], dict[str, dict[str, float]]]:
+    """Precision / recall per band for (source rate, store rate), pooled over two seeds."""
+    out = {}
+    for source, store in ((1000.0, 1000.0), (2048.0, 2000.0), (2048.0, 1000.0)):
+        pooled = {k: {"tp": 0, "found": 0, "true": 0} for k in ("ripple", "fast_ripple")}
+        for seed in (0, 1):
+            x, truth = _planted(source, seed)
+            ev = detect_hfos(_store_like(x, source, store), store,
+                             bandwidth_hz=0.5 * min(source, store))
+            for kind, s in _hfo_scores(ev, truth, x.shape[0]).items():
+                for key in s:
+                    pooled[kind][key] += s[key]
+        out[(source, store)] = {
+            kind: {"precision": s["tp"] / max(s["found"], 1),
+                   "recall": s["tp"] / max(s["true"], 1)} for kind, s in pooled.items()}
+    print("\nHFO precision / recall:", {f"{a:g}->{b:g}": {k: {m: round(v, 3)
+                                                                 for m, v in d.items()}
+                                                             for k, d in s.items()}
+                                          for (a, b), s in out.items()})
+    return out
+
+
+@pytest.mark.parametrize("source, store", [(1000.0, 1000.0), (2048.0, 2000.0)])
+def test_hfo_precision_recall_planted(source_rate_scores: dict, source: float,
+                                      store: float) -> None:
+    # measured (2 seeds): 1 kHz ripple P 0.99 R 0.62, fast ripple P 0.93 R 0.47;
+    # 2048 Hz kept at 2 kHz: ripple P 0.98 R 0.53, fast ripple P 0.89 R 0.66 (version 2:
+    # ripple P 0.61-0.83 R 0.16-0.20, fast ripple P 0.34-0.44 R 0.12-0.19)
+    s = source_rate_scores[(source, store)]
+    assert s["ripple"]["precision"] >= 0.9
+    assert s["ripple"]["recall"] >= 0.45
+    assert s["fast_ripple"]["precision"] >= 0.8
+    assert s["fast_ripple"]["recall"] >= (0.55 if source > 1500 else 0.35)
+
+
+def test_hfo_fast_ripples_need_the_source_rate(source_rate_scores: dict) -> None:
+    # a 2048-Hz source resampled to 1 kHz loses the fast ripples above ~450 Hz
+    kept = source_rate_scores[(2048.0, 2000.0)]["fast_ripple"]["recall"]
+    cut = source_rate_scores[(2048.0, 1000.0)]["fast_ripple"]["recall"]
+    assert kept >= cut + 0.15
+
+
+def test_hfo_not_fooled_by_spikes_and_sharp_transients() -> None:
+    # only spikes and sharp transients: version 2 reported ~1 HFO per 2 transients
+    for sfreq in (1000.0, 2048.0):
+        x, truth = _planted(sfreq, 5, per_kind=(0, 0, 40, 40))
+        ev = detect_hfos(x, sfreq)
+        assert len(ev) <= 0.05 * len(truth), (sfreq, len(ev))
+
+
+@pytest.mark.slow
+def test_fast_ripples_of_a_2khz_source_reach_the_feature_table(tmp_path: Path) -> None:
+    from synth import manifest_site, write_edf
+
+    from sozstore.etl.features.engine import compute_features, features_root
+
+    source, seconds = 2048.0, 70.0
+    rng = np.random.default_rng(3)
+    names = ["A1", "A2", "A3", "B1"]
+    n = int(source * seconds)
+    t = np.arange(n) / source
+    x = 20.0 * rng.standard_normal((len(names), n))
+    centres = np.arange(2.0, seconds - 2.0, 1.5)
+    for t0 in centres:  # 470-Hz fast ripples on A1 only: above what a 1-kHz store holds
+        x[0] += 80.0 * _burst(t, t0, 470.0, 0.03)
+    write_edf(tmp_path / "raw" / "fr.edf", x, source, names)
+    rows = [{"file": "fr.edf", "patient": "P1", "recording": "fr", "soz": "A1"}]
+    counts = {}
+    for label, top in (("source", ""), ("1k", "store_sfreq_max = 1000.0\n")):
+        site = manifest_site(tmp_path / "raw", rows, name=f"fr{label.lower()}")
+        site.write_text(top + site.read_text())  # a top-level key, before any table
+        store = tmp_path / f"store_{label}"
+        assert run_site(load_site_config(site), store, progress=False).exit_code == 0
+        rec = read_table(store, "recordings").row(0, named=True)
+        assert rec["sfreq"] == (2000.0 if label == "source" else 1000.0)
+        assert compute_features(store, sets=["hfo"], progress=False).exit_code == 0
+        hfo = pl.read_parquet(next(features_root(store).glob("hfo/v*/site=*/subject=*/*.parquet")))
+        counts[label] = dict(hfo.group_by("channel").agg(pl.col("fast_ripple_count").sum())
+                             .iter_rows())
+    assert counts["source"]["A1"] >= 0.8 * centres.size
+    assert max(counts["source"][c] for c in ("A2", "A3", "B1")) <= 1
+    assert counts["1k"]["A1"] <= 2  # a 1-kHz store cannot hold a 470-Hz fast ripple
+
+
+def test_hfo_channel_groups_give_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    # memory is bounded by filtering groups of channels; the events must not depend on it
+    import sozstore.etl.features.hfo as hfo
+
+    x, _ = _planted(2048.0, 1, seconds=30.0, n_channels=5)
+    whole = detect_hfos(x, 2048.0)
+    monkeypatch.setattr(hfo, "_GROUP_SAMPLES", 70_000)  # one channel per group
+    grouped = detect_hfos(x, 2048.0)
+    assert len(whole) > 20
+    for name in ("channel", "start_s", "end_s", "peak_s", "amplitude", "kind"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(grouped, name))

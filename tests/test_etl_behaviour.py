@@ -254,8 +254,10 @@ def test_cli_etl_and_features_exit_codes(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "1 partition(s) computed" in res.output, res.output
     res = cli.invoke(app, ["features", "--store", str(store), "--list"])
     assert res.exit_code == 0 and "bandpower" in res.output and "spike_events" in res.output
-    res = cli.invoke(app, ["features", "--store", str(store), "--remove", "wpt@1"])
-    assert res.exit_code == 0 and not (store / "features" / "wpt" / "v1").exists()
+    wpt_version = FEATURE_SETS["wpt"].version
+    assert (store / "features" / "wpt" / f"v{wpt_version}").exists()
+    res = cli.invoke(app, ["features", "--store", str(store), "--remove", f"wpt@{wpt_version}"])
+    assert res.exit_code == 0 and not (store / "features" / "wpt" / f"v{wpt_version}").exists()
 
     (root / "broken.edf").write_bytes(b"")
     manifest_site(root, [*rows, {"file": "broken.edf", "patient": "P2", "recording": "r1"}])
@@ -264,3 +266,43 @@ def test_cli_etl_and_features_exit_codes(tmp_path: Path) -> None:
     toml.write_text(toml.read_text().replace('kind = "manifest"', 'kind = "nonsense"', 1))
     res = cli.invoke(app, args)
     assert res.exit_code == 2, res.output
+
+
+def test_store_rate_per_recording(tmp_path: Path) -> None:
+    # a whole multiple of store_sfreq up to store_sfreq_max (2 kHz by default)
+    site = manifest_site(tmp_path, [])
+    cfg = load_site_config(site)
+    assert (cfg.store_sfreq, cfg.store_sfreq_max) == (1000.0, 2000.0)
+    rates = {s: cfg.store_rate(s) for s in (256.0, 512.0, 999.4121105232217, 1000.0, 1024.0,
+                                           1999.6, 2000.0, 2048.0, 4096.0, 30000.0)}
+    assert rates == {256.0: 1000.0, 512.0: 1000.0, 999.4121105232217: 1000.0, 1000.0: 1000.0,
+                     1024.0: 1000.0, 1999.6: 2000.0, 2000.0: 2000.0, 2048.0: 2000.0,
+                     4096.0: 2000.0, 30000.0: 2000.0}
+    site.write_text("store_sfreq_max = 4000.0\n" + site.read_text())
+    assert load_site_config(site).store_rate(4096.0) == 4000.0
+    site.write_text("store_sfreq_max = 500.0\n" + site.read_text().split("\n", 1)[1])
+    with pytest.raises(Exception, match="store_sfreq_max"):
+        load_site_config(site)
+
+
+def test_mixed_store_rates_ingest_and_rerun_skips(tmp_path: Path) -> None:
+    from sozstore.etl.features.engine import compute_features
+
+    root = tmp_path / "raw"
+    for name, sfreq in (("slow.edf", 1000.0), ("fast.edf", 2048.0)):
+        write_edf(root / name, seeg_like(len(NAMES), 12.0, sfreq, 1), sfreq, NAMES)
+    rows = [{"file": f, "patient": "P1", "recording": Path(f).stem} for f in ("slow.edf",
+                                                                               "fast.edf")]
+    config = load_site_config(manifest_site(root, rows))
+    store = tmp_path / "store"
+    assert run_site(config, store, progress=False).exit_code == 0
+    recs = read_table(store, "recordings").sort("source_path")
+    assert recs["sfreq"].to_list() == [2000.0, 1000.0]
+    assert recs["bandwidth_hz"].to_list() == [1000.0, 500.0]
+    for rec in recs.to_dicts():
+        sig = open_signals(store / rec["zarr_path"])
+        assert sig.sfreq == rec["sfreq"] and sig.n_samples == rec["n_samples"]
+        assert sig.duration == pytest.approx(12.0, abs=1e-3)
+    assert compute_features(store, progress=False).exit_code == 0
+    rerun = run_site(config, store, progress=False)
+    assert {r.status for r in rerun.results} == {"up to date"}

@@ -173,20 +173,21 @@ def test_rerun_skips_and_param_change_recomputes(store: Path) -> None:
 
 def test_new_version_keeps_old_queryable(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old = registry.FEATURE_SETS["bandpower"]
-    bumped = registry.FeatureSet(old.name, 2, old.params, old.tables, old.compute, old.margin_s,
-                                 old.modules)
+    v = old.version  # the current version, and the next one the test pretends to release
+    bumped = registry.FeatureSet(old.name, v + 1, old.params, old.tables, old.compute,
+                                 old.margin_s, old.modules)
     monkeypatch.setitem(registry.FEATURE_SETS, "bandpower", bumped)
     compute_features(store, sets=["bandpower"], progress=False)
     con = connect(store)
-    v1 = con.execute("SELECT count(*) FROM bandpower_v1").fetchone()[0]
-    v2 = con.execute("SELECT count(*) FROM bandpower_v2").fetchone()[0]
+    v1 = con.execute(f"SELECT count(*) FROM bandpower_v{v}").fetchone()[0]
+    v2 = con.execute(f"SELECT count(*) FROM bandpower_v{v + 1}").fetchone()[0]
     current = con.execute("SELECT count(*) FROM bandpower").fetchone()[0]
     assert v1 == v2 == current > 0
     listing = list_features(store).filter(pl.col("table") == "bandpower")
-    assert sorted(listing["version"]) == [1, 2]
-    remove_version(store, "bandpower", 2)
+    assert sorted(listing["version"]) == [v, v + 1]
+    remove_version(store, "bandpower", v + 1)
     monkeypatch.undo()
-    assert not (store / "features" / "bandpower" / "v2").exists()
+    assert not (store / "features" / "bandpower" / f"v{v + 1}").exists()
     assert connect(store).execute("SELECT count(*) FROM bandpower").fetchone()[0] == v1
 
 
@@ -261,3 +262,154 @@ def test_queries_are_read_only_and_bound(store: Path) -> None:
     assert run_named(store, "cohort_summary", {"site": "feat"}).num_rows == 1
     with pytest.raises(QueryError, match="no parameter"):
         run_named(store, "cohort_summary", {"sight": "feat"})
+
+
+# --------------------------------------------------------------------------- store rates
+def _stored_at(rate: float, seconds: float = 40.0, n_channels: int = 4) -> np.ndarray:
+    """One 2048-Hz source (1/f background to 1 kHz, a 300-uV offset, sines at 170 and
+    336 Hz), notched (50 Hz) and resampled as the ETL stores it at ``rate`` Hz."""
+    from sozstore.etl.dsp import ResamplePlan
+
+    source = 2048.0
+    n = int(source * seconds)
+    rng = np.random.default_rng(1)
+    f = np.fft.rfftfreq(n, 1.0 / source)
+    spec = rng.standard_normal((n_channels, f.size)) + 1j * rng.standard_normal((n_channels, f.size))
+    spec[:, 1:] /= f[1:] ** 0.9
+    spec[:, 0] = 0.0
+    x = np.fft.irfft(spec, n)
+    x = 50.0 * x / x.std(axis=1, keepdims=True) + 300.0
+    t = np.arange(n) / source
+    x += 10.0 * np.sin(2 * np.pi * 170.0 * t) + 20.0 * np.sin(2 * np.pi * 336.0 * t)
+    return ResamplePlan(source, rate, 50.0).process(x, 0, 0, n, n)
+
+
+def _block(data: np.ndarray, rate: float, c0: int, c1: int, margin_s: float = 0.0
+           ) -> registry.Block:
+    """Clips ``c0 .. c1`` (5 s) of ``data`` with ``margin_s`` of signal around them, as the
+    engine hands a block to the sets."""
+    cs = round(5.0 * rate)
+    a, b = c0 * cs, c1 * cs
+    m = int(np.ceil(margin_s * rate))
+    lo, hi = max(0, a - m), min(data.shape[1], b + m)
+    return registry.Block(site="s", subject="p", recording_id="r",
+                          channels=[f"C{i}" for i in range(data.shape[0])], sfreq=rate,
+                          bandwidth_hz=0.5 * rate, data=data[:, lo:hi], core=(a - lo, b - lo),
+                          offset_s=lo / rate, clip_samples=cs)
+
+
+def _rows(block: registry.Block, name: str, column: str, table: str | None = None
+          ) -> np.ndarray:
+    fs = registry.FEATURE_SETS[name]
+    batch = fs.compute(block.with_margin(int(np.ceil(fs.margin_s * block.sfreq))),
+                       fs.params)[table or name]
+    values = batch.column(column).to_numpy(zero_copy_only=False)
+    return np.stack(values) if values.dtype == object else values
+
+
+def test_wpt_bands_mean_the_same_at_1k_and_2k_stores() -> None:
+    """The same signal stored at 1 and 2 kHz gives the same 32 bands (0-500 Hz, 15.6 Hz
+    each); version 1 split 0-1000 Hz at 2 kHz (31.25-Hz bands), and its line length was
+    half the 1-kHz value."""
+    n_ch, n_clips = 4, 8
+    stores = {rate: _stored_at(rate) for rate in (1000.0, 2000.0)}
+    blocks = {rate: _block(x, rate, 0, n_clips, margin_s=5.0) for rate, x in stores.items()}
+    # interior clips: the ETL's resamplers zero-pad at the recording's ends, differently
+    # at the two rates (clip 0 and the last clip), which is no part of the features
+    inner = slice(n_ch, (n_clips - 1) * n_ch)
+    log_e = {r: _rows(b, "wpt", "log_energy")[inner] for r, b in blocks.items()}
+    rel_e = {r: _rows(b, "wpt", "relative_energy")[inner] for r, b in blocks.items()}
+    diff = np.abs(log_e[2000.0] - log_e[1000.0]).max(axis=0)
+    # measured: <= 0.03 (3 % in energy) in leaves 0-30; leaf 31 (484-500 Hz) lies in the
+    # anti-alias filters' transition band, 0.08
+    assert diff[:31].max() < 0.05, diff
+    assert diff[31] < 0.15, diff
+    np.testing.assert_allclose(rel_e[2000.0], rel_e[1000.0], atol=1e-4)
+    # the 336-Hz sine lies in leaf 21 (328-344 Hz), the 170-Hz one in leaf 10 (156-172 Hz)
+    typical = np.median(rel_e[2000.0], axis=0)
+    assert np.argsort(typical[1:])[-2:].tolist() == [10 - 1, 21 - 1], typical
+
+    # version 1: the packets of the 2-kHz samples themselves differ in every sense
+    clips2 = blocks[2000.0].clips
+    old_log, old_rel = registry.kernels.wavelet_packet_energies(clips2)
+    old_log = registry._by_clip(old_log)[inner]
+    assert np.median(np.abs(old_log - log_e[1000.0])) > 0.5
+    # ... in leaves 10 (312-344 Hz) and 5 (156-188 Hz) of version 1's 31.25-Hz bands
+    old_typical = np.median(registry._by_clip(old_rel), axis=0)
+    assert np.argsort(old_typical[1:])[-2:].tolist() == [5 - 1, 10 - 1], old_typical
+
+    # bandpower: line length and moments at the analysis rate agree; band powers (Hz)
+    # agreed already
+    for col, tol in (("line_length", 1e-3), ("variance", 1e-3), ("ripple", 1e-2)):
+        a = _rows(blocks[1000.0], "bandpower", col)[inner]
+        b = _rows(blocks[2000.0], "bandpower", col)[inner]
+        np.testing.assert_allclose(b, a, rtol=tol, err_msg=col)
+    for col in ("skewness", "kurtosis"):
+        a = _rows(blocks[1000.0], "bandpower", col)[inner]
+        b = _rows(blocks[2000.0], "bandpower", col)[inner]
+        np.testing.assert_allclose(b, a, atol=5e-3, err_msg=col)
+    old_ll = registry._by_clip(registry.kernels.band_powers(clips2, 2000.0)["line_length"])
+    ll_1k = _rows(blocks[1000.0], "bandpower", "line_length")
+    assert np.median(old_ll[inner] / ll_1k[inner]) < 0.6  # version 1: ~0.51
+    # the spectrum's amplitudes are those of the 1-kHz rFFT (version 1: x 2, +0.30)
+    spec = {r: _rows(b, "spectrum", "spectrum")[inner] for r, b in blocks.items()}
+    assert spec[1000.0].shape == spec[2000.0].shape == (6 * n_ch, 2500)
+    assert abs(np.median(spec[2000.0] - spec[1000.0])) < 0.01
+    r1 = _rows(blocks[1000.0], "adjacency", "r", "adjacency")
+    r2 = _rows(blocks[2000.0], "adjacency", "r", "adjacency")
+    pairs = n_ch * (n_ch - 1) // 2
+    np.testing.assert_allclose(r2[pairs:-pairs], r1[pairs:-pairs], atol=2e-3)
+
+
+def test_analysis_rate_blocks_equal_the_whole_recording() -> None:
+    """2-kHz store: blocks of two clips with the sets' margins give the rows of one block
+    over the whole recording (the resampler sees its whole filter inside the margins), a
+    NaN stays in its clip, and the resampled core equals scipy's on the whole signal."""
+    import scipy.signal
+
+    x = _stored_at(2000.0, seconds=31.0, n_channels=3)
+    x[1, 24_000:24_100] = np.nan  # inside clip 2 (10-15 s)
+    whole = _block(x, 2000.0, 0, 6, margin_s=5.0)
+    for name, column in (("wpt", "log_energy"), ("wpt", "relative_energy"),
+                         ("bandpower", "line_length"), ("bandpower", "kurtosis"),
+                         ("adjacency", "r")):
+        ref = _rows(whole, name, column, "adjacency" if name == "adjacency" else None)
+        parts = np.concatenate([_rows(_block(x, 2000.0, c, c + 2, margin_s=5.0), name,
+                                      column, "adjacency" if name == "adjacency" else None)
+                                for c in range(0, 6, 2)])
+        np.testing.assert_allclose(parts, ref, rtol=1e-5, atol=1e-6, equal_nan=True,
+                                   err_msg=f"{name}.{column}")
+    log_e = _rows(whole, "wpt", "log_energy").reshape(6, 3, 32)
+    assert np.isnan(log_e[2, 1]).all()  # the NaN clip, flagged
+    assert np.isfinite(np.delete(log_e.reshape(18, 32), 7, axis=0)).all()  # nowhere else
+    clean = np.nan_to_num(x[[0, 2]])
+    core = registry.kernels.resample_core(clean, 2000.0, 1000.0, (10_000, 50_000))
+    ref = scipy.signal.resample_poly(clean, 1, 2, axis=-1, padtype="symmetric")[:, 5_000:25_000]
+    np.testing.assert_allclose(core, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_1k_store_values_equal_version_1() -> None:
+    """At a 1-kHz store nothing is resampled or scaled: version 2 of wpt, bandpower,
+    adjacency and spectrum gives version 1's values, bit for bit."""
+    k = registry.kernels
+    x = seeg_like(5, 31.0, 1000.0, 4).astype(np.float32)
+    x[2, 7_000:7_050] = np.nan
+    block = _block(x, 1000.0, 0, 6, margin_s=5.0)
+    clips, invalid = block.clips, block.invalid
+    log_e, rel_e = k.wavelet_packet_energies(clips, wavelet="db4", level=5, invalid=invalid)
+    np.testing.assert_array_equal(_rows(block, "wpt", "log_energy"),
+                                  registry._by_clip(log_e).astype(np.float32))
+    np.testing.assert_array_equal(_rows(block, "wpt", "relative_energy"),
+                                  registry._by_clip(rel_e).astype(np.float32))
+    bp = k.band_powers(clips, 1000.0, max_freq=500.0, invalid=invalid)
+    for col in registry.BANDPOWER_COLUMNS:
+        np.testing.assert_array_equal(_rows(block, "bandpower", col),
+                                      registry._by_clip(bp[col]).astype(np.float32), col)
+    _, _, r = k.correlation_upper(clips, invalid=invalid)
+    np.testing.assert_array_equal(_rows(block, "adjacency", "r"), r.reshape(-1))
+    spec = k.log_amplitude_spectrum(clips, 1000.0, resolution_hz=0.2, fmax=500.0,
+                                    invalid=invalid)
+    np.testing.assert_array_equal(_rows(block, "spectrum", "spectrum"), registry._by_clip(spec))
+    for name in ("spectrum", "bandpower", "wpt", "adjacency"):
+        assert registry.FEATURE_SETS[name].version == 2, name
+    assert registry.FEATURE_SETS["wpt"].params["analysis_sfreq"] == 1000.0

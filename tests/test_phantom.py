@@ -330,7 +330,9 @@ def test_multicenter_layout(cohort) -> None:
         if "umf" in path.name or "ummc" in path.name:
             assert rows[0]["name"] == "EVENT" and rows[0]["type"] == "MISC"
     rates = {json.loads(p.read_text())["SamplingFrequency"] for p in root.rglob("*_ieeg.json")}
-    assert {999.4121105232217, 499.7071044492829, 1000.0} <= rates
+    assert {999.4121105232217, 499.7071044492829} <= rates
+    # JHH/NIH record at 1 or 2 kHz (high_rate_probability), like the real ds003029
+    assert rates & {999.9999999999999, 1000.0, 2000.0000000000002, 2000.0}
 
     def trial_types(sub: str) -> set[str]:
         return {
@@ -505,7 +507,9 @@ def test_spikes_denser_in_true_soz(cohort) -> None:
     )
     soz = rates.filter(pl.col("soz_true"))["per_min"][0]
     other = rates.filter(~pl.col("soz_true"))["per_min"][0]
-    assert soz > 3 * other
+    # denser on average, but not 8x: the default level has quiet onset zones, irritative
+    # zones and propagated spikes (tests/test_phantom_difficulty.py calibrates it)
+    assert soz > other
     hfo = truth["hfos"]
     assert {"ripple", "fast_ripple"} <= set(hfo["kind"])
     assert set(hfo["channel"]) <= set(ch["channel"])
@@ -540,6 +544,7 @@ def test_seizure_visible_in_signal(tmp_path: Path) -> None:
         contacts_per_electrode=(6, 6),
         seizure_duration_s=(20.0, 25.0),
         n_jobs=1,
+        difficulty="easy",  # the LVFA onset and its electrodecrement, on a plain reference
     )
     summary = generate_cohort(tmp_path, sites=("chul",), subjects_per_site=1, seed=5, config=cfg)
     sz = pl.read_parquet(summary.truth["seizures"]).row(0, named=True)

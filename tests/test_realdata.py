@@ -236,6 +236,8 @@ def test_filled_folder_labels_bad_types_events(filled) -> None:
                 assert kinds.get("sz onset", "onset") == "onset"
                 assert kinds.get("sz offset", "offset") == "offset"
         sig = open_signals(store / rec["zarr_path"][0])
-        assert sig.sfreq == 1000.0
+        # the store keeps the HFO bands: 1 kHz, or 2 kHz for sources of 2 kHz and more
+        assert sig.sfreq == (2000.0 if rec["source_sfreq"][0] >= 1998.0 else 1000.0)
+        assert float(rec["sfreq"][0]) == sig.sfreq
         duration = float(rec["duration_s"][0])
         assert duration <= MAX_S + 1.0  # the fill rounds up to whole EDF records

@@ -12,12 +12,14 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pywt
 import scipy.fft as sp_fft
 from numpy.typing import NDArray
+from scipy import signal
 
 #: Clinical bands (Hz). Ripple and fast ripple follow Staba et al.
 BANDS: dict[str, tuple[float, float]] = {
@@ -54,6 +56,83 @@ def _one_blas_thread() -> Iterator[None]:
             return
         with _BLAS.limit(limits=1, user_api="blas"):
             yield
+
+
+#: Largest denominator of a resampling ratio (as the ETL's resampler, ``etl/dsp.py``).
+MAX_DENOMINATOR = 4096
+#: Samples (channels x time) resampled at a time by :func:`resample_core`: bounds the
+#: filter's working copies (16 MiB of float32 in, about 3 such arrays in flight).
+_RESAMPLE_GROUP = 2**22
+
+
+def rate_ratio(sfreq: float, target: float) -> tuple[int, int]:
+    """``(up, down)`` with ``sfreq * up / down == target`` (denominator at most 4096).
+
+    Raises
+    ------
+    ValueError
+        If no such ratio is within 1e-6 of ``target``.
+    """
+    ratio = Fraction(target / sfreq).limit_denominator(MAX_DENOMINATOR)
+    if ratio <= 0 or abs(float(ratio) * sfreq - target) > 1e-6 * target:
+        raise ValueError(f"cannot resample {sfreq} Hz to {target} Hz")
+    return ratio.numerator, ratio.denominator
+
+
+def resample_core(data: NDArray, sfreq: float, target: float, core: tuple[int, int]
+                  ) -> NDArray[np.float32]:
+    """The core ``data[:, a:b]`` resampled to ``target`` Hz, filtered with its margins.
+
+    ``scipy.signal.resample_poly`` with its default anti-alias filter (the Kaiser FIR,
+    beta 5, cut at the lower Nyquist, that the ETL's resampler uses: ``etl/dsp.py``), so
+    zero phase: output sample ``k`` lies at input time ``a / sfreq + k / target``. The
+    whole of ``data`` is filtered, margins included, and only the core is returned, so a
+    block's core equals what resampling the whole recording gives wherever the margins
+    cover the filter: ``10 * max(up, down) / up`` input samples (10 ms when decimating to
+    1 kHz) plus ``a % down`` (the core is anchored on whole input and output samples).
+    Outside the data the signal is extended symmetrically (``padtype="symmetric"``, as
+    pywt's packets), which is local: no step at a recording's ends, and the first and
+    last blocks equal the whole-recording result too. Non-finite samples are replaced by
+    the channel's median for filtering (a clip that held them is flagged invalid by
+    :func:`clip_validity` anyway; its neighbours see no step). Channels are filtered in
+    groups of at most ``2**22`` samples, so working memory is bounded whatever the block.
+
+    Parameters
+    ----------
+    data : array of shape (n_channels, n_samples)
+        Samples at ``sfreq`` with margins around the core.
+    sfreq, target : float
+        Rates in Hz; ``target / sfreq`` must be a ratio ``up / down`` with ``down <= 4096``.
+    core : (int, int)
+        ``(a, b)``: the core in samples of ``data``; ``(b - a) * up / down`` must be whole.
+
+    Returns
+    -------
+    array of shape (n_channels, (b - a) * up / down), float32
+        ``data[:, a:b]`` itself (as float32) when the rates are equal.
+    """
+    a, b = core
+    up, down = rate_ratio(sfreq, target)
+    if up == down:
+        return np.asarray(data[:, a:b], dtype=np.float32)
+    if ((b - a) * up) % down:
+        raise ValueError(f"{b - a} samples at {sfreq} Hz are not a whole number of samples "
+                         f"at {target} Hz")
+    trim = a % down
+    first, count = (a - trim) * up // down, (b - a) * up // down
+    x = data[:, trim:]
+    n_ch = x.shape[0]
+    out = np.empty((n_ch, count), dtype=np.float32)
+    per_group = max(1, _RESAMPLE_GROUP // max(x.shape[1], 1))
+    for c0 in range(0, n_ch, per_group):
+        group = np.array(x[c0:c0 + per_group], dtype=np.float32)
+        finite = np.isfinite(group)
+        for row in np.flatnonzero(~finite.all(axis=1)):
+            ok = group[row, finite[row]]
+            group[row, ~finite[row]] = np.median(ok) if ok.size else 0.0
+        y = signal.resample_poly(group, up, down, axis=-1, padtype="symmetric")
+        out[c0:c0 + per_group] = y[:, first:first + count]
+    return out
 
 
 def to_clips(block: NDArray, clip_samples: int) -> NDArray:
@@ -101,12 +180,19 @@ def _invalid_mask(clips: NDArray, invalid: NDArray[np.bool_] | None = None
 
 
 def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float = 0.2,
-                           fmax: float | None = None, invalid: NDArray[np.bool_] | None = None
-                           ) -> NDArray[np.float32]:
+                           fmax: float | None = None, invalid: NDArray[np.bool_] | None = None,
+                           reference_sfreq: float | None = None) -> NDArray[np.float32]:
     """Log10 amplitude of the rFFT, bins ``resolution_hz .. fmax`` (DC dropped).
 
     A clip is cut into segments of ``sfreq / resolution_hz`` samples whose amplitude spectra
     are averaged (one segment for a 5-s clip at 0.2 Hz: 2500 bins up to 500 Hz at 1 kHz).
+
+    The rFFT's amplitude grows with the samples per segment (a sine of amplitude ``A`` gives
+    ``A * n / 2``), so at twice the rate every bin is twice as large. With
+    ``reference_sfreq`` amplitudes are scaled by ``reference_sfreq / sfreq``: the rFFT the
+    same segment would have at ``reference_sfreq`` (exact for content below both Nyquist
+    frequencies), so bins mean the same at every rate; at ``sfreq == reference_sfreq``
+    nothing changes.
 
     ``invalid`` (``(n_channels, n_clips)``, from :func:`clip_validity`) skips recomputing
     the flags.
@@ -123,6 +209,8 @@ def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float
     seg = clips[..., : n_seg * n_fft].reshape(n_ch, n_clips, n_seg, n_fft).astype(np.float64)
     amp = np.abs(np.fft.rfft(seg, axis=-1))
     amp = amp[:, :, 0] if n_seg == 1 else amp.mean(axis=2)  # the mean of one is itself
+    if reference_sfreq is not None and reference_sfreq != sfreq:
+        amp *= reference_sfreq / sfreq
     top = n_fft // 2 if fmax is None else int(np.floor(fmax / resolution_hz))
     out = amp[..., 1: top + 1]
     out += _EPS
@@ -132,13 +220,19 @@ def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float
 
 
 def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, float]] | None
-                = None, max_freq: float | None = None, invalid: NDArray[np.bool_] | None = None
-                ) -> dict[str, NDArray[np.float64]]:
+                = None, max_freq: float | None = None, invalid: NDArray[np.bool_] | None = None,
+                time_clips: NDArray | None = None) -> dict[str, NDArray[np.float64]]:
     """Absolute band powers (uV^2, from the periodogram), line length, variance, skewness and
     kurtosis, each ``(n_channels, n_clips)``.
 
     Bands above ``max_freq`` (the recording's bandwidth: half the lower of source and store
     rates) are NaN: a band the source never recorded is missing, not zero.
+
+    Band powers are integrals over Hz and mean the same at every rate. Line length (the
+    mean absolute step between samples) and the moments depend on the sample spacing and
+    on the bandwidth the samples hold, so they are taken from ``time_clips`` when given
+    (the same clips at a fixed analysis rate, :func:`resample_core`; ``clips`` itself when
+    omitted).
 
     Skewness and kurtosis are ``scipy.stats.skew`` / ``kurtosis`` (biased, Fisher), from
     the same central moments in one pass (float32 with pairwise sums: equal to scipy's
@@ -172,6 +266,11 @@ def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, f
             value = np.full_like(value, np.nan)
         out[name] = value
     del spec
+    if time_clips is not None and time_clips is not clips:
+        del centred
+        x = np.asarray(time_clips, dtype=np.float32)
+        mean = x.mean(axis=-1, keepdims=True)
+        centred = x - mean
     step = np.diff(x, axis=-1)
     np.abs(step, out=step)
     out["line_length"] = step.mean(axis=-1).astype(np.float64)
@@ -203,7 +302,9 @@ def wavelet_packet_energies(clips: NDArray, *, wavelet: str = "db4", level: int 
     Equal to ``pywt.WaveletPacket(x, wavelet, mode="symmetric", maxlevel=level)
     .get_level(level, order="freq")`` per clip, computed for all channels and clips at once
     (one ``pywt.dwt`` per node over every channel and clip). ``invalid`` (from
-    :func:`clip_validity`) skips recomputing the flags.
+    :func:`clip_validity`) skips recomputing the flags. Leaf ``k`` covers ``k .. k + 1``
+    times ``rate / 2**(level + 1)`` Hz of the clips' rate, so the ``wpt`` set passes clips
+    at a fixed analysis rate (:func:`resample_core`; 15.6-Hz leaves at 1 kHz).
 
     Returns
     -------

@@ -5,6 +5,30 @@ clips of ``clip_s`` seconds, read with margins) into Arrow record batches, one p
 table. Versions follow the Hopsworks rule: a change to what a set computes or to its schema
 bumps ``version`` (a new path; the old version stays queryable until removed); a change of
 parameters keeps the version but changes the fingerprint, so partitions are recomputed.
+
+One meaning at every store rate (spectrum, bandpower, wpt and adjacency version 2)
+    The ETL stores each recording at its own rate (1 kHz, or 2 kHz for sources of 2 kHz
+    and more: docs/etl.md, "The store's rate"). Version 1 of these sets computed on the
+    store's samples as they were, so a column's meaning followed the rate: the 32
+    wavelet-packet leaves split ``0 .. sfreq / 2`` into bands of ``sfreq / 64`` (15.6 Hz at
+    1 kHz, 31.25 Hz at 2 kHz: leaf 10 was 156-172 Hz at one rate and 312-344 Hz at the
+    other); line length is a mean step per sample (a 2-kHz store halves it for slow
+    activity and doubles the noise floor's share: +20 % on 1/f background with 1 uV of
+    white noise); variance, skewness, kurtosis and the correlation also took in the
+    500-1000 Hz that only a 2-kHz store holds; and the spectrum's rFFT amplitudes scale
+    with the samples per segment (x 2 at 2 kHz). Version 2 computes whatever depends on the
+    samples at a fixed analysis rate, ``analysis_sfreq = 1000`` Hz (a parameter):
+    :meth:`Block.analysis_clips` resamples each block, margins included
+    (:data:`ANALYSIS_MARGIN_S`), with the ETL's anti-alias filter
+    (:func:`kernels.resample_core`), so the 32 leaves are always 0-500 Hz in 15.6-Hz
+    steps, and a 2-kHz store's values agree with those of the same signal stored at 1 kHz
+    (``tests/test_features.py``). Band powers are integrals over Hz and stay at the store
+    rate (the 2-kHz store's fast-ripple band keeps the 450-500 Hz that the ETL's resampler
+    attenuates at 1 kHz); the spectrum scales its amplitudes to ``reference_sfreq = 1000``
+    Hz. At a 1-kHz store nothing is resampled or scaled: every value equals version 1's.
+    The spike and HFO sets were rate-independent already (seconds and Hz throughout; the
+    spike detector works at 200 Hz; the HFO bands use the bandwidth a rate holds, by
+    design) and keep their versions.
 """
 
 from __future__ import annotations
@@ -29,6 +53,12 @@ _f64 = pa.float64()
 KEY_FIELDS = [("site", _str), ("subject", _str), ("recording_id", _str), ("channel", _str),
               ("clip_start_s", _f64)]
 FLAG_FIELDS = [("valid", pa.bool_()), ("flag", _str)]
+#: Rate (Hz) at which the sets whose values depend on the sample spacing work, whatever
+#: the store's rate (module notes: wpt, line length and moments, correlation).
+ANALYSIS_SFREQ = 1000.0
+#: Seconds of margin those sets read on each side of a block: covers the resampler's
+#: filter (10 ms at 1 kHz) and the alignment of the core on whole samples of both rates.
+ANALYSIS_MARGIN_S = 0.25
 
 
 @dataclass
@@ -88,6 +118,25 @@ class Block:
         n = (self.core[1] - self.core[0]) // self.clip_samples
         start = self.offset_s + self.core[0] / self.sfreq
         return start + np.arange(n) * self.clip_samples / self.sfreq
+
+    def analysis_clips(self, rate: float) -> NDArray[np.float32]:
+        """Core clips at ``rate`` Hz, (n_channels, n_clips, clip_samples * rate / sfreq).
+
+        The block's samples, margins included, resampled by :func:`kernels.resample_core`
+        and cut into the same clips (:attr:`clips` itself when ``rate`` is the block's
+        rate). Computed once per block and rate, shared by the sets that see this block;
+        validity flags stay those of :attr:`clips`.
+        """
+        cache = self.__dict__.setdefault("_analysis", {})
+        if rate not in cache:
+            if kernels.rate_ratio(self.sfreq, rate) == (1, 1):
+                cache[rate] = self.clips
+            else:
+                n_ch, n_clips, _ = self.clips.shape
+                a, b = self.core
+                core = kernels.resample_core(self.data, self.sfreq, rate, (a, b))
+                cache[rate] = core.reshape(n_ch, n_clips, core.shape[1] // max(n_clips, 1))
+        return cache[rate]
 
     def key_columns(self) -> dict[str, Any]:
         """Key columns in (clip, channel) order, the order rows are written in."""
@@ -235,7 +284,8 @@ def _compute_spectrum(block: Block, params: dict[str, Any]) -> dict[str, pa.Reco
     spec = kernels.log_amplitude_spectrum(block.clips, block.sfreq,
                                           resolution_hz=params["resolution_hz"],
                                           fmax=min(params["fmax"], block.sfreq / 2),
-                                          invalid=block.invalid)
+                                          invalid=block.invalid,
+                                          reference_sfreq=params["reference_sfreq"])
     cols = {**block.key_columns(), **block.flag_columns(),
             "spectrum": _fixed_list(_by_clip(spec))}
     return {"spectrum": pa.RecordBatch.from_pydict(cols)}
@@ -246,8 +296,11 @@ BANDPOWER_COLUMNS = (*kernels.BANDS, "line_length", "variance", "skewness", "kur
 
 
 def _compute_bandpower(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
+    # band powers from the store's samples (Hz); line length and moments at the analysis
+    # rate (version 2, module notes)
     values = kernels.band_powers(block.clips, block.sfreq, max_freq=block.bandwidth_hz,
-                                 invalid=block.invalid)
+                                 invalid=block.invalid,
+                                 time_clips=block.analysis_clips(params["analysis_sfreq"]))
     cols = {**block.key_columns(), **block.flag_columns()}
     for name in BANDPOWER_COLUMNS:
         cols[name] = pa.array(_by_clip(values[name]).astype(np.float32), _f32)
@@ -256,8 +309,11 @@ def _compute_bandpower(block: Block, params: dict[str, Any]) -> dict[str, pa.Rec
 
 # --------------------------------------------------------------------------- wpt
 def _compute_wpt(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
-    log_e, rel_e = kernels.wavelet_packet_energies(block.clips, wavelet=params["wavelet"],
-                                                   level=params["level"], invalid=block.invalid)
+    # at the analysis rate: leaf k is always k..k+1 x analysis_sfreq / 2**(level + 1) Hz
+    # (version 2, module notes)
+    log_e, rel_e = kernels.wavelet_packet_energies(
+        block.analysis_clips(params["analysis_sfreq"]), wavelet=params["wavelet"],
+        level=params["level"], invalid=block.invalid)
     cols = {**block.key_columns(), **block.flag_columns(),
             "log_energy": _fixed_list(_by_clip(log_e)),
             "relative_energy": _fixed_list(_by_clip(rel_e))}
@@ -266,7 +322,8 @@ def _compute_wpt(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBat
 
 # --------------------------------------------------------------------------- adjacency
 def _compute_adjacency(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBatch]:
-    i, j, r = kernels.correlation_upper(block.clips, invalid=block.invalid)
+    i, j, r = kernels.correlation_upper(block.analysis_clips(params["analysis_sfreq"]),
+                                        invalid=block.invalid)
     starts = block.clip_starts
     n_rows = i.size * len(starts)
     names = pa.array(block.channels, _str)
@@ -359,7 +416,8 @@ def _compute_hfo(block: Block, params: dict[str, Any]) -> dict[str, pa.RecordBat
     # removal, same per-band statistics), so this equals one call per band without the
     # second copy and median; events are split back by kind below.
     ev = (detect_hfos(block.data, block.sfreq, bands=bands,
-                      rms_threshold_sd=params["rms_threshold_sd"]) if bands else None)
+                      rms_threshold_sd=params["rms_threshold_sd"],
+                      relative_peak=params["relative_peak"]) if bands else None)
     for kind in ("ripple", "fast_ripple"):
         if kind not in bands:
             cols[f"{kind}_count"] = pa.nulls(len(valid), pa.int32())
@@ -411,19 +469,27 @@ _EVENT_KEYS = [("site", _str), ("subject", _str), ("recording_id", _str), ("chan
 def _registry() -> dict[str, FeatureSet]:
     from sozstore.etl.features import hfo, spikes
 
+    # the resampling to the analysis rate is part of what these sets compute
+    analysis = (Block.analysis_clips, kernels.rate_ratio, kernels.resample_core)
     sets = [
-        FeatureSet("spectrum", 1, {"resolution_hz": 0.2, "fmax": 500.0},
+        # spectrum, bandpower, wpt, adjacency version 2: one meaning at every store rate
+        # (module notes; version 1 computed on the store's samples at their own rate)
+        FeatureSet("spectrum", 2, {"resolution_hz": 0.2, "fmax": 500.0,
+                                   "reference_sfreq": ANALYSIS_SFREQ},
                    {"spectrum": _with(("spectrum", pa.list_(_f32)))}, _compute_spectrum,
                    modules=(kernels.log_amplitude_spectrum,)),
-        FeatureSet("bandpower", 1, {"bands": {k: list(v) for k, v in kernels.BANDS.items()}},
+        FeatureSet("bandpower", 2, {"bands": {k: list(v) for k, v in kernels.BANDS.items()},
+                                    "analysis_sfreq": ANALYSIS_SFREQ},
                    {"bandpower": _with(*[(c, _f32) for c in BANDPOWER_COLUMNS])},
-                   _compute_bandpower, modules=(kernels.band_powers,)),
+                   _compute_bandpower, margin_s=ANALYSIS_MARGIN_S,
+                   modules=(kernels.band_powers, *analysis)),
         FeatureSet("spikes", 2, {"k1": 3.65, "band": [10.0, 60.0]},
                    {"spikes": _with(("spike_count", pa.int32()), ("clear_count", pa.int32())),
                     "spike_events": _schema(*_EVENT_KEYS, ("time_s", _f64),
                                             ("amplitude", _f32), ("clear", pa.bool_()))},
                    _compute_spikes, margin_s=5.0, modules=(spikes,)),
-        FeatureSet("hfo", 2, {"rms_threshold_sd": 5.0},
+        # version 3: relative peak criterion and threshold 3 (etl/features/hfo.py notes)
+        FeatureSet("hfo", 3, {"rms_threshold_sd": 3.0, "relative_peak": 0.5},
                    {"hfo": _with(("ripple_count", pa.int32()), ("ripple_rate_per_min", _f32),
                                  ("fast_ripple_count", pa.int32()),
                                  ("fast_ripple_rate_per_min", _f32)),
@@ -431,16 +497,18 @@ def _registry() -> dict[str, FeatureSet]:
                                           ("peak_s", _f64), ("amplitude", _f32),
                                           ("kind", _str))},
                    _compute_hfo, margin_s=1.0, modules=(hfo,)),
-        FeatureSet("wpt", 1, {"wavelet": "db4", "level": 5},
+        FeatureSet("wpt", 2, {"wavelet": "db4", "level": 5, "analysis_sfreq": ANALYSIS_SFREQ},
                    {"wpt": _with(("log_energy", pa.list_(_f32)),
                                  ("relative_energy", pa.list_(_f32)))},
-                   _compute_wpt, modules=(kernels.wavelet_packet_energies,)),
-        FeatureSet("adjacency", 1, {"method": "pearson"},
+                   _compute_wpt, margin_s=ANALYSIS_MARGIN_S,
+                   modules=(kernels.wavelet_packet_energies, *analysis)),
+        FeatureSet("adjacency", 2, {"method": "pearson", "analysis_sfreq": ANALYSIS_SFREQ},
                    {"adjacency": _schema(("site", _str), ("subject", _str),
                                          ("recording_id", _str), ("clip_start_s", _f64),
                                          ("channel_i", _str), ("channel_j", _str),
                                          ("r", _f32))},
-                   _compute_adjacency, modules=(kernels.correlation_upper,)),
+                   _compute_adjacency, margin_s=ANALYSIS_MARGIN_S,
+                   modules=(kernels.correlation_upper, *analysis)),
     ]
     return {s.name: s for s in sets}
 

@@ -225,11 +225,13 @@ def write_long_edf(
     if hours <= 0 or n_channels < 1:
         raise ValueError("hours must be > 0 and n_channels >= 1")
     path = Path(path)
+    # easy: the bench files stay what they were before the difficulty levels existed
     cfg = PhantomConfig(
         contacts_per_electrode=(8, 8),
         n_flat_channels=0,
         n_noisy_channels=1,
         electrodes_per_subject=(1, 1),
+        difficulty="easy",
     )
     rng = rng_for(seed, "long-edf", "subject")
     n_el = -(-n_channels // 8)

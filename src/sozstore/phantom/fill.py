@@ -20,7 +20,14 @@ from sozstore._logging import logger
 from sozstore.phantom.config import PhantomConfig, rng_for
 from sozstore.phantom.edf import EdfAnnotation, edf_recording_field, whole_records
 from sozstore.phantom.naming import SCALP_10_20, canonical_channel, split_contact
-from sozstore.phantom.plan import ChannelDef, Electrode, SubjectPlan, fake_identity, plan_signal
+from sozstore.phantom.plan import (
+    ChannelDef,
+    Electrode,
+    SubjectPlan,
+    fake_identity,
+    plan_signal,
+    plan_traits,
+)
 from sozstore.phantom.render import RenderJob, run_jobs
 
 __all__ = ["fill_realdata", "read_bids_tsv"]
@@ -277,6 +284,7 @@ def _fill_job(
         identity=fake_identity(rng),
         age=30,
         age_onset=10,
+        traits=plan_traits(rng, electrodes, soz, cfg.physiology, cfg),
     )
 
     if ext == ".edf":

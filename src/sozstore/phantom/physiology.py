@@ -12,16 +12,20 @@ Physiology, in order of rendering:
   linear mixtures of latent sources — one global, one per electrode shaft, one per contact
   with its neighbours sharing a part — so adjacent contacts correlate (~0.7) and the
   correlation decays along the shaft (:func:`shaft_mixing`).
-* **Seizure** (:class:`SeizureSpec`): background attenuation plus low-voltage fast
-  activity (a down-chirp, ~100 -> 30 Hz) in onset-zone contacts, then a rhythmic
+* **Seizure** (:class:`SeizureSpec`): in onset-zone contacts, either background
+  attenuation plus low-voltage fast activity (a down-chirp, ~100 -> 30 Hz) or a
+  hypersynchronous onset (periodic high-amplitude spikes at 1-2 Hz), then a rhythmic
   spike-and-wave discharge whose frequency slows from ~8 to ~3 Hz, recruiting other
   contacts after per-channel delays with small propagation lags, ending at the offset and
   followed by post-ictal suppression.
-* **Transients** (:class:`TransientTable`): interictal spikes (sharp 20-70 ms component
-  and an after-going slow wave), ripples and fast ripples (Hann-windowed bursts),
-  electrode pops, movement artifacts on all channels, QRS complexes on ECG channels and
-  trigger pulses on an EVENT channel.
+* **Transients** (:class:`TransientTable`): interictal spikes (a sharp component and an
+  after-going slow wave), benign sharp transients (no slow wave), ripples and fast
+  ripples (Hann-windowed bursts), sleep spindles (11-16 Hz Hann-windowed bursts),
+  electrode pops, movement artifacts on all channels, QRS complexes on ECG channels (and
+  leaked into contacts) and trigger pulses on an EVENT channel.
 * **Mains** at the site's frequency plus one harmonic, common phase on all channels.
+* **Reference**: ideal, an active reference contact (one 1/f signal subtracted from every
+  contact) or the common average of the good contacts.
 * **Bad channels**: flat (constant) and noisy (large white noise, strong mains).
 
 All amplitudes are in microvolts.
@@ -37,6 +41,7 @@ from scipy.special import i0e
 
 __all__ = [
     "KIND_CODES",
+    "REFERENCES",
     "BackgroundGenerator",
     "BackgroundSpectrum",
     "SeizureSpec",
@@ -49,6 +54,7 @@ __all__ = [
     "physical_bounds",
     "poisson_times",
     "shaft_mixing",
+    "sharp_transient_waveform",
     "spike_waveform",
 ]
 
@@ -61,7 +67,12 @@ KIND_CODES: dict[str, int] = {
     "movement": 4,
     "qrs": 5,
     "pulse": 6,
+    "sharp": 7,
+    "spindle": 8,
 }
+
+#: Reference schemes of :attr:`SignalSpec.reference`.
+REFERENCES = ("none", "common", "average")
 
 # ----------------------------------------------------------------------------------------
 # aperiodic background
@@ -348,6 +359,31 @@ def spike_waveform(t: np.ndarray, amplitude: float, width: float) -> np.ndarray:
     return amplitude * (sharp + slow)
 
 
+def sharp_transient_waveform(t: np.ndarray, amplitude: float, width: float) -> np.ndarray:
+    """Benign sharp transient: a symmetric sharp peak flanked by shallow opposite dips.
+
+    A Ricker (Mexican-hat) wavelet: as sharp as a spike in the 10-60 Hz band that spike
+    detectors watch, but symmetric and without the after-going slow wave of an
+    epileptiform spike (small sharp spikes, wicket-like waves, electrode micro-artifacts).
+
+    Parameters
+    ----------
+    t : numpy.ndarray
+        Time relative to the peak, in seconds.
+    amplitude : float
+        Signed peak amplitude.
+    width : float
+        Duration of the central peak (between its zero crossings), in seconds.
+
+    Returns
+    -------
+    numpy.ndarray
+        The waveform at ``t``.
+    """
+    u = (t / (width / 2.0)) ** 2  # zero crossings of (1 - u) at t = +-width/2
+    return amplitude * (1.0 - u) * np.exp(-0.5 * u)
+
+
 def hfo_waveform(
     t: np.ndarray, amplitude: float, freq: float, duration: float, phase: float
 ) -> np.ndarray:
@@ -396,7 +432,7 @@ def _render_one(
     """Evaluate one transient of the given kind at relative times ``t``."""
     if kind == 0:
         return spike_waveform(t, amp, p1)
-    if kind in (1, 2):
+    if kind in (1, 2, 8):  # ripples, fast ripples and spindles are windowed sinusoids
         return hfo_waveform(t, amp, p1, p2, p3)
     if kind == 3:  # electrode pop: a jump then exponential recovery
         return np.where(t >= 0, amp * np.exp(-t / p1), 0.0)
@@ -406,6 +442,8 @@ def _render_one(
         return _qrs_waveform(t, amp)
     if kind == 6:  # trigger pulse on an EVENT channel
         return np.where((t >= 0) & (t < p1), amp, 0.0)
+    if kind == 7:
+        return sharp_transient_waveform(t, amp, p1)
     raise ValueError(f"unknown transient kind {kind}")
 
 
@@ -415,7 +453,7 @@ def _support(kind: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[np.ndarr
     hi = np.zeros(kind.shape, dtype=np.float64)
     m = kind == 0
     lo[m], hi[m] = -p1[m] / 2.0, 0.6 * p1[m] + 0.1 + 0.25
-    m = (kind == 1) | (kind == 2)
+    m = (kind == 1) | (kind == 2) | (kind == 8)
     lo[m], hi[m] = -p2[m] / 2.0, p2[m] / 2.0
     m = kind == 3
     lo[m], hi[m] = 0.0, 6.0 * p1[m]
@@ -425,6 +463,8 @@ def _support(kind: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> tuple[np.ndarr
     lo[m], hi[m] = -0.3, 0.5
     m = kind == 6
     lo[m], hi[m] = 0.0, p1[m]
+    m = kind == 7  # the Ricker wavelet is below 1e-4 of its peak beyond 4.3 half-widths
+    lo[m], hi[m] = -2.2 * p1[m], 2.2 * p1[m]
     return lo, hi
 
 
@@ -445,8 +485,9 @@ class TransientTable:
     amp : numpy.ndarray of float
         Signed amplitude in microvolts.
     p1, p2, p3 : numpy.ndarray of float
-        Kind-specific parameters: spike width; HFO frequency, duration, phase; pop time
-        constant; movement width and gain-row index; pulse length.
+        Kind-specific parameters: spike or sharp-transient width; HFO or spindle
+        frequency, duration, phase; pop time constant; movement width and gain-row index;
+        pulse length.
     gains : numpy.ndarray, shape (n_movement, n_channels)
         Per-channel gains of the all-channel events.
     """
@@ -636,6 +677,12 @@ class SeizureSpec:
         The rhythm's frequency decays as ``f_end + (f_start - f_end) * exp(-u / tau)``.
     postictal_s : float
         Time constant of the post-ictal suppression.
+    onset_pattern : {"lvfa", "hypersync"}
+        Onset of the onset-zone channels: low-voltage fast activity after an
+        electrodecrement, or periodic high-amplitude spikes at ``hyper_f`` Hz (then
+        ``lvfa_amplitude`` is the spikes' amplitude) without electrodecrement.
+    hyper_f : float
+        Rate of the hypersynchronous onset spikes, in Hz.
     """
 
     onset_s: float
@@ -654,6 +701,8 @@ class SeizureSpec:
     rhythm_f_end: float
     rhythm_tau: float
     postictal_s: float
+    onset_pattern: str = "lvfa"
+    hyper_f: float = 1.5
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -715,14 +764,29 @@ def seizure_block(
     big_l = spec.lvfa_duration_s
 
     # background gain: electrodecrement at onset (deep in the onset zone), partial
-    # recovery during the rhythmic phase
-    g_lvfa = 1.0 - 0.65 * _smoothstep(tau / 0.5) + 0.25 * _smoothstep((tau - big_l) / 2.0)
+    # recovery during the rhythmic phase; a hypersynchronous onset has no decrement
+    hyper = spec.onset_pattern == "hypersync"
     g_spread = 1.0 - 0.2 * _smoothstep(tau / 2.0)
+    if hyper:
+        g_lvfa = g_spread
+    else:
+        g_lvfa = 1.0 - 0.65 * _smoothstep(tau / 0.5) + 0.25 * _smoothstep((tau - big_l) / 2.0)
     gain[sel, :i_off] = np.where(active, np.where(lvfa, g_lvfa, g_spread), 1.0)
 
-    # low-voltage fast activity: a linear down-chirp fading at the chirp's end
+    # low-voltage fast activity: a linear down-chirp fading at the chirp's end; or, for
+    # a hypersynchronous onset, a train of sharp spikes with an after-going slow wave
     fast_rows = np.flatnonzero(spec.lvfa[r] & (spec.recruit_s[r] + big_l + 1.5 > ta[0]))
-    if fast_rows.size:
+    if fast_rows.size and hyper:
+        tf = tau[fast_rows]
+        phase = 2 * np.pi * spec.hyper_f * tf
+        # von Mises pulses, kappa 40: ~25 ms wide at 1.5 Hz, like an interictal spike
+        sharp = np.exp(40.0 * (np.cos(phase) - 1.0))
+        slow = np.exp(4.0 * (np.cos(phase - 0.9) - 1.0))
+        env = _smoothstep(tf / 0.3) * (1.0 - _smoothstep((tf - big_l) / 1.5))
+        train = spec.lvfa_amplitude[r[fast_rows]][:, None] * env * (sharp - 0.3 * slow)
+        train *= spec.polarity[r[fast_rows]][:, None]
+        add[sel[fast_rows], :i_off] += np.where(tf >= 0, train, 0.0).astype(np.float32)
+    elif fast_rows.size:
         tf = tau[fast_rows]
         f_hi, f_lo = spec.lvfa_f_hi, spec.lvfa_f_lo
         tc = np.clip(tf, 0.0, big_l)
@@ -794,6 +858,12 @@ class SignalSpec:
         ``offset, amplitude, frequency, phase`` of the slow drift on DC channels.
     exponent : float
         Background spectral exponent.
+    reference : {"none", "common", "average"}
+        Reference of the contact channels: ideal; an active reference contact (1/f noise
+        of SD ``reference_uv``, the same on every contact, subtracted); or the common
+        average of the good contacts (flat and noisy ones excluded), subtracted.
+    reference_uv : float
+        SD of the reference contact's signal (``common`` only).
     """
 
     sfreq: float
@@ -811,6 +881,13 @@ class SignalSpec:
     seizure: SeizureSpec | None
     dc: np.ndarray
     exponent: float = 1.8
+    reference: str = "none"
+    reference_uv: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Reject an unknown reference scheme early (not in a worker process)."""
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
 
     @property
     def n_channels(self) -> int:
@@ -843,9 +920,15 @@ def physical_bounds(spec: SignalSpec) -> np.ndarray:
     if len(tr):
         single = tr.channel >= 0
         np.maximum.at(peak, tr.channel[single], np.abs(tr.amp[single]) * 1.4)
-        if (~single).any() and tr.gains.size:
-            worst = np.abs(tr.amp[~single]).max() * np.abs(tr.gains).max(axis=0)
+        moves = ~single & (tr.kind == KIND_CODES["movement"])
+        if moves.any() and tr.gains.size:
+            rows = np.unique(tr.p3[moves].astype(np.int64))
+            worst = np.abs(tr.amp[moves]).max() * np.abs(tr.gains[rows]).max(axis=0)
             peak = np.maximum(peak, worst)
+        # other all-channel events (ECG leaking into contacts): each with its own gain row
+        for k in np.unique(tr.p3[~single & ~moves].astype(np.int64)):
+            of_k = ~single & ~moves & (tr.p3 == k)
+            peak += np.abs(tr.amp[of_k]).max() * np.abs(tr.gains[k]) * 1.4
     bound += peak
     if spec.seizure is not None:
         bound += np.nan_to_num(
@@ -853,6 +936,14 @@ def physical_bounds(spec: SignalSpec) -> np.ndarray:
             * (spec.seizure.amplitude + spec.seizure.lvfa_amplitude)
         )
     bound += np.abs(spec.dc[:, 0]) + np.abs(spec.dc[:, 1])
+    contacts = np.asarray(spec.role) == "contact"
+    if spec.reference == "common":
+        bound[contacts] += 6.0 * spec.reference_uv
+    elif spec.reference == "average":
+        # |mean of x_i| <= mean of |x_i| <= mean of their bounds
+        good = contacts & ~spec.flat & ~spec.noisy
+        if good.any():
+            bound[contacts] += float(np.mean(bound[good]))
     bound = np.maximum(bound, 50.0)
     mag = 10.0 ** np.floor(np.log10(bound) - 1.0)
     return np.ceil(bound / mag) * mag
@@ -887,6 +978,18 @@ class SignalSimulator:
         self._noisy_rows = np.flatnonzero(spec.noisy)
         self._flat_rows = np.flatnonzero(spec.flat)
         self._mains_amp = spec.mains_amp.astype(np.float32)
+        contact = role == "contact"
+        self._contact_rows = np.flatnonzero(contact)
+        self._average_rows = np.flatnonzero(contact & ~spec.flat & ~spec.noisy)
+        self._reference: BackgroundGenerator | None = None
+        if spec.reference == "common":
+            # its own noise stream: the contacts' background stays what it would be under
+            # an ideal reference
+            ref_rng = np.random.default_rng(
+                np.random.SeedSequence([*spec.seed_words, 0x52454600])
+            )
+            gain = np.full((1, 1), spec.reference_uv, dtype=np.float32)
+            self._reference = BackgroundGenerator(self._spectrum, gain, ref_rng)
 
     @property
     def n_samples(self) -> int:
@@ -937,6 +1040,13 @@ class SignalSimulator:
         out += self._mains_amp[:, 1:2] * basis[1]
 
         render_transients(out, spec.transients, start, sfreq, self._bg_rows)
+
+        # re-reference the contacts: everything above (spikes, seizure, mains) is seen
+        # against the reference, as an amplifier would record it
+        if self._reference is not None:
+            out[self._contact_rows] -= self._reference.next(n)[0]
+        elif spec.reference == "average" and self._average_rows.size:
+            out[self._contact_rows] -= out[self._average_rows].mean(axis=0)
 
         if self._dc_rows.size:
             p = spec.dc[self._dc_rows]

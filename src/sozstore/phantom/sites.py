@@ -121,6 +121,14 @@ class _Site:
         """Random source of one subject (``purpose="subject"``) or one of its recordings."""
         return rng_for(self.seed, self.name, subject, purpose)
 
+    def high_rate(self, subject: str) -> bool:
+        """Whether a subject records at the site's high rate (``high_rate_probability``).
+
+        Drawn from its own stream, so the knob changes no other choice.
+        """
+        p = self.cfg.physiology.high_rate_probability
+        return bool(self.rng(subject, "sampling-rate").random() < p)
+
     def plan(
         self,
         rng: np.random.Generator,
@@ -221,6 +229,8 @@ class _Site:
             n_channels=len(chans),
             duration_s=spec.n_samples / spec.sfreq,
             mains_hz=float(self.mains),
+            reference=spec.reference,
+            onset_pattern=planned.onset_pattern,
         )
         for i, ch in enumerate(chans):
             self.truth.add(
@@ -235,11 +245,18 @@ class _Site:
                 soz=labels.soz[i],
                 resected=labels.resected[i],
                 soz_true=ch.contact is not None and ch.contact in sp.soz_true,
+                irritative=ch.contact is not None and ch.contact in sp.traits.irritative,
+                ecg_leak=ch.contact is not None and ch.contact in sp.traits.ecg_leak,
             )
         for row, t, kind in planned.spikes:
             self.truth.add("spikes", **ref, channel=chans[row].canonical, time_s=t, kind=kind)
         for row, t, kind in planned.hfos:
             self.truth.add("hfos", **ref, channel=chans[row].canonical, time_s=t, kind=kind)
+        for row, t, dur, kind in planned.transients:
+            self.truth.add(
+                "transients", **ref, channel=chans[row].canonical, time_s=t, duration_s=dur,
+                kind=kind,
+            )
         for row, t, dur, kind in planned.artifacts:
             name = None if row < 0 else chans[row].canonical
             self.truth.add("artifacts", **ref, channel=name, onset_s=t, duration_s=dur, kind=kind)
@@ -656,6 +673,8 @@ _MC_SFREQ = {
     "umf": 999.4121105232217,
     "ummc": 499.7071044492829,
 }
+# 2 kHz runs of ds003029 (the float noise is the real files')
+_MC_HIGH_SFREQ = {"jh": 2000.0000000000002, "pt": 2000.0}
 _MC_STEMS = {  # (depth electrodes, strips/grids)
     "jh": ("RAD RHD LAD LHD".split(), "ABT MBT PBT ATT PTT AST PST".split()),
     "pt": ("AD PD".split(), "G AST MST PST ATT PTT SF IF".split()),
@@ -791,6 +810,8 @@ def _mc_subject(site: _Site, subsite: str, sid: str, first: bool) -> tuple[tuple
     cfg = site.cfg
     rng = site.rng(sid, "subject")
     sfreq = _MC_SFREQ[subsite]
+    if subsite in _MC_HIGH_SFREQ and site.high_rate(sid):
+        sfreq = _MC_HIGH_SFREQ[subsite]
     depth_pool, strip_pool = _MC_STEMS[subsite]
     n_el = _n_electrodes(rng, cfg)
     if subsite == "umf":
@@ -1035,7 +1056,8 @@ def _chul_subject(site: _Site, i: int, scalp_like: set[str]) -> list[tuple]:
     cfg = site.cfg
     pid = f"chul_{i + 1:04d}"
     rng = site.rng(pid, "subject")
-    sfreq = 2048.0 if i == 1 else 1024.0
+    # Micromed systems record at 1024 or 2048 Hz; the second subject always at 2048
+    sfreq = 2048.0 if i == 1 or site.high_rate(pid) else 1024.0
     n_el = _n_electrodes(rng, cfg)
     n_right = min(int(rng.integers(0, 3)), max(0, n_el - 1))
     stems = _pick(rng, _CHUL_PRIMED, n_el - n_right) + _pick(rng, _CHUL_RIGHT, n_right)

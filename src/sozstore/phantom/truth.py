@@ -2,6 +2,17 @@
 
 The schemas are fixed here so that empty tables still carry their column types and the
 ETL's tests can join on them without guessing.
+
+* ``spikes``: planted interictal spikes, kind ``spike`` (a contact's own spikes and their
+  field on onset-zone neighbours) or ``propagated`` (onset-zone spikes copied, delayed
+  and attenuated, to network contacts).
+* ``hfos``: every planted ``ripple`` and ``fast_ripple`` (pathological and physiological
+  alike), the reference for scoring HFO detectors.
+* ``transients``: confounders a detector should not count: benign ``sharp`` transients
+  and ``spindle`` bursts.
+* ``recordings.reference`` (``none``, ``common``, ``average``) and
+  ``recordings.onset_pattern`` (``lvfa``, ``hypersync``; null without a seizure);
+  ``channels.irritative`` (irritative-zone contact) and ``channels.ecg_leak``.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "n_channels": _I,
         "duration_s": _F,
         "mains_hz": _F,
+        "reference": _S,
+        "onset_pattern": _S,
     },
     "channels": {
         **_REC,
@@ -36,6 +49,8 @@ TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "soz": _B,
         "resected": _B,
         "soz_true": _B,
+        "irritative": _B,
+        "ecg_leak": _B,
     },
     "events": {**_REC, "onset_s": _F, "kind": _S, "raw_text": _S},
     "subjects": {
@@ -50,6 +65,7 @@ TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "hfos": {**_REC, "channel": _S, "time_s": _F, "kind": _S},
     "seizures": {**_REC, "onset_s": _F, "offset_s": _F},
     "artifacts": {**_REC, "channel": _S, "onset_s": _F, "duration_s": _F, "kind": _S},
+    "transients": {**_REC, "channel": _S, "time_s": _F, "duration_s": _F, "kind": _S},
 }
 
 
