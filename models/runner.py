@@ -23,8 +23,10 @@ import polars as pl
 import sozstore
 from sozstore._logging import logger
 from sozstore.models.data import channel_table, subject_keys
-from sozstore.models.evaluation import (Fold, LeakageError, channel_metrics, check_disjoint,
-                                        leave_one_site_out, patient_kfold)
+from sozstore.models.evaluation import (BOOT_SEED, N_BOOT, Fold, LeakageError,
+                                        bootstrap_intervals, channel_metrics, check_disjoint,
+                                        leave_one_site_out, paired_difference, patient_kfold,
+                                        validation_split)
 from sozstore.models.zoo import (KEY_COLUMNS, TorchEstimator, estimator_config,
                                  make_estimator, threshold_on_validation)
 from sozstore.store.atomic import write_parquet_atomic
@@ -83,60 +85,204 @@ def shuffled_labels(store: str | Path, keys: list[str], *, seed: int,
         raise ValueError(f"scope must be 'cohort' or 'patient', got {scope!r}")
     table = channel_table(store).select("site", "subject", "channel", "key", "soz")
     rng = np.random.default_rng(seed)
-    chosen = table["key"].is_in(list(keys)).to_numpy()
-    soz = table["soz"].to_numpy().copy()
+    # Only labelled channels exchange labels: an unlabelled channel (null soz, e.g. every
+    # contact of a patient whose SOZ was not marked) stays unlabelled, so the model trains
+    # on the same channels as with the true labels. The permutation acts on row indices
+    # and the column is gathered with it, which keeps the nullable boolean type (numpy
+    # turns a boolean column with nulls into an object array that polars cannot cast back:
+    # the `ComputeError: cannot cast 'Object' type` of issue 8 on an unlabelled patient).
+    chosen = (table["key"].is_in(list(keys)) & table["soz"].is_not_null()).to_numpy()
+    order = np.arange(table.height)
     if scope == "cohort":
         idx = np.flatnonzero(chosen)
-        soz[idx] = soz[idx[rng.permutation(idx.size)]]
+        order[idx] = idx[rng.permutation(idx.size)]
     else:
         keys_arr = table["key"].to_numpy()
         for key in sorted(set(keys)):
-            idx = np.flatnonzero(keys_arr == key)
-            soz[idx] = soz[idx[rng.permutation(idx.size)]]
-    return table.with_columns(pl.Series("soz", soz, dtype=table["soz"].dtype)).drop("key")
+            idx = np.flatnonzero(chosen & (keys_arr == key))
+            order[idx] = idx[rng.permutation(idx.size)]
+    return table.with_columns(table["soz"].gather(order)).drop("key")
+
+
+def seizure_free_subjects(store: str | Path) -> pl.DataFrame:
+    """(site, subject) of the patients seizure-free after surgery: the catalog's
+    ``seizure_free`` flag, or failing it Engel class I or ILAE class 1-2."""
+    from sozstore.store.catalog import read_table
+
+    subjects = read_table(store, "subjects")
+    free = pl.coalesce(pl.col("seizure_free"), pl.col("engel_class") == 1,
+                       pl.col("ilae_class") <= 2)
+    return subjects.filter(free.fill_null(False)).select("site", "subject")
+
+
+def resected_labels(store: str | Path) -> pl.DataFrame:
+    """The "resected" reference: (site, subject, channel, soz_resected), the resected
+    contacts of seizure-free patients (their removal stopped the seizures, so the onset
+    zone lies inside them); only seizure-free patients with resection labels take part."""
+    from sozstore.store.catalog import read_table
+
+    contacts = read_table(store, "contacts").join(seizure_free_subjects(store),
+                                                  on=["site", "subject"], how="semi")
+    return contacts.filter(pl.col("resected").is_not_null()).select(
+        "site", "subject", "channel", pl.col("resected").alias("soz_resected"))
+
+
+#: Reference name -> label column of the predictions table.
+REFERENCES = {"clinician": "soz", "truth": "soz_true", "resected": "soz_resected"}
+#: The clinical baseline every model is compared with (paired, on the same folds).
+COMPARATOR = "spike_rate"
 
 
 def _metrics_rows(run_id: str, fold: str, frame: pl.DataFrame, threshold: float,
-                  reference: str, label: str) -> list[dict[str, Any]]:
+                  reference: str, label: str, *, n_boot: int = 0,
+                  boot_seed: int = BOOT_SEED) -> list[dict[str, Any]]:
+    """Metric rows per site and over all sites; with ``n_boot`` also the patient-bootstrap
+    95 % interval (``ci_low``, ``ci_high``) of every metric that has one. Sites (and
+    references) without a single labelled channel give no rows."""
     rows = []
     sites = ["all", *sorted(set(frame["site"]))]
     for site in sites:
         part = frame if site == "all" else frame.filter(pl.col("site") == site)
-        m = channel_metrics(part.rename({label: "label_"}), threshold, label="label_")
+        part = part.rename({label: "label_"})
+        if part["label_"].null_count() == part.height:
+            continue
+        m = channel_metrics(part, threshold, label="label_")
+        ci = (bootstrap_intervals(part, threshold, label="label_", n_boot=n_boot,
+                                  seed=boot_seed) if n_boot else {})
         rows.extend({"run_id": run_id, "fold": fold, "site": site, "reference": reference,
-                     "metric": k, "value": float(v)} for k, v in m.items())
+                     "metric": k, "value": float(v),
+                     "ci_low": _finite(ci[k][1]) if k in ci else None,
+                     "ci_high": _finite(ci[k][2]) if k in ci else None, "comparator": None}
+                    for k, v in m.items())
     return rows
+
+
+def _finite(x: float) -> float | None:
+    """NaN (no interval) is stored as null."""
+    return None if np.isnan(x) else x
+
+
+def _difference_rows(run_id: str, pooled: pl.DataFrame, base: pl.DataFrame, reference: str,
+                     label: str, comparator: str, *, n_boot: int = N_BOOT,
+                     boot_seed: int = BOOT_SEED) -> list[dict[str, Any]]:
+    """``diff_<metric>`` rows: this run's pooled metric minus the comparator's on the same
+    patients and channels, with the paired patient-bootstrap interval, per site and over all
+    sites. ``pooled`` and ``base`` hold threshold-shifted scores of the same folds."""
+    rows = []
+    frame = pooled.select("key", "site", "channel", pl.col(label).alias("label_"), "score")
+    other = base.select("key", "channel", "score")
+    for site in ["all", *sorted(set(frame["site"]))]:
+        part = frame if site == "all" else frame.filter(pl.col("site") == site)
+        if part["label_"].null_count() == part.height:
+            continue
+        diff = paired_difference(part, other, label="label_", n_boot=n_boot, seed=boot_seed)
+        rows.extend({"run_id": run_id, "fold": "all", "site": site, "reference": reference,
+                     "metric": f"diff_{k}", "value": v, "ci_low": _finite(lo),
+                     "ci_high": _finite(hi),
+                     "comparator": comparator} for k, (v, lo, hi) in diff.items())
+    return rows
+
+
+def _source_hashes(store: str | Path, keys: list[str]) -> set[str]:
+    from sozstore.store.catalog import read_table
+
+    recs = read_table(store, "recordings").filter(
+        (pl.col("site") + "/" + pl.col("subject")).is_in(keys))
+    return set(recs["source_sha256"].drop_nulls())
+
+
+def check_cross_cohort(train_store: str | Path, train_keys: list[str],
+                       test_store: str | Path, test_keys: list[str]) -> None:
+    """Raise :class:`LeakageError` if the test cohort is the training store or shares a
+    recording (same source file SHA-256) with a training patient. Patient keys are not
+    compared: two stores may use the same site and subject names for different people."""
+    if Path(train_store).resolve() == Path(test_store).resolve():
+        raise LeakageError("--test-store is the training store itself")
+    shared = _source_hashes(train_store, train_keys) & _source_hashes(test_store, test_keys)
+    if shared:
+        raise LeakageError(f"{len(shared)} recording(s) of test patients are also recordings "
+                           "of training patients (same source SHA-256)")
+
+
+def _store_label(path: str | Path) -> str:
+    path = Path(path).resolve()
+    return f"{path.parent.name}/{path.name}" if path.name in ("store", "") else path.name
+
+
+def _protocol_folds(store: str | Path, *, cv: int, leave_site_out: bool, seed: int,
+                    test_store: str | Path | None, test_site: str | None
+                    ) -> tuple[str, list[Fold]]:
+    """The protocol's name and its outer folds (see :func:`evaluate_model`)."""
+    subjects = subject_keys(store)
+    if test_store is not None and test_site is not None:
+        raise ValueError("give --test-store or --test-site, not both")
+    if test_store is not None:
+        sites = dict(zip(subjects["key"], subjects["site"]))
+        fit, val = validation_split(list(subjects["key"]), sites, seed=seed)
+        test = sorted(subject_keys(test_store)["key"])
+        check_cross_cohort(store, fit + val, test_store, test)
+        return (f"test-store:{_store_label(test_store)}",
+                [Fold(0, "test-store", tuple(fit), tuple(val), tuple(test))])
+    if test_site is not None:
+        folds = [f for f in leave_one_site_out(subjects, seed=seed)
+                 if f.name == f"site-{test_site}"]
+        if not folds:
+            raise ValueError(f"no site {test_site!r} in {store}; sites: "
+                             f"{', '.join(sorted(set(subjects['site'])))}")
+        return f"test-site:{test_site}", folds
+    if leave_site_out:
+        return "leave-one-site-out", leave_one_site_out(subjects, seed=seed)
+    return f"patient-{cv}-fold", patient_kfold(subjects, cv, seed=seed)
 
 
 def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out: bool = False,
                    config: dict[str, Any] | None = None, seed: int = 0,
                    truth_dir: str | Path | None = None, shuffle_labels: bool = False,
                    shuffle_scope: str = "cohort",
+                   test_store: str | Path | None = None,
+                   test_truth_dir: str | Path | None = None, test_site: str | None = None,
+                   comparator: str | None = COMPARATOR, n_boot: int = N_BOOT,
                    write: bool = True, report: bool = True) -> RunResult:
-    """Patient-wise cross-validation (or leave-one-site-out) of one model.
+    """Patient-wise cross-validation (or leave-one-site-out, or a cross-cohort test) of one
+    model.
 
     For every outer fold: fit on the training patients (early stopping on the validation
     patients for torch models), choose the threshold by Youden's J on the validation patients'
-    channels, predict the test patients, and score them against the clinicians' labels (and
-    the phantom's true onset zone when ``truth_dir`` is given). Metrics are per fold and
-    pooled over all test patients ("all"), per site and over all sites.
+    channels, predict the test patients, and score them against the clinicians' labels, the
+    phantom's true onset zone when ``truth_dir`` is given, and the resected contacts of
+    seizure-free patients. Metrics are per fold and pooled over all test patients ("all"),
+    per site and over all sites; the pooled ones carry patient-bootstrap 95 % intervals
+    (``n_boot`` resamples, 0: none).
+
+    Protocols: k-fold (``cv``), ``leave_site_out``; ``test_site`` trains on the other sites
+    and tests on that one (protocol ``test-site:SITE``); ``test_store`` trains on every
+    patient of ``store`` (validation patients inside it) and tests on every patient of
+    ``test_store`` (protocol ``test-store:NAME``; ``test_truth_dir`` is its truth folder).
+
+    ``comparator`` (default ``spike_rate``, a baseline without training) is run on the same
+    folds with its own validation threshold, and the paired difference of this model to it
+    (``diff_auroc``, ``diff_patient_auroc_mean``, ``diff_auprc`` rows, same patients, same
+    resamples) is stored with the metrics.
     """
     t0 = time.perf_counter()
-    subjects = subject_keys(store)
+    eval_store = test_store if test_store is not None else store
     labels = channel_table(store).select(KEY_COLUMNS + ["soz"])
-    folds: list[Fold] = (leave_one_site_out(subjects, seed=seed) if leave_site_out
-                         else patient_kfold(subjects, cv, seed=seed))
-    protocol = "leave-one-site-out" if leave_site_out else f"patient-{cv}-fold"
+    test_labels = (labels if test_store is None
+                   else channel_table(eval_store).select(KEY_COLUMNS + ["soz"]))
+    protocol, folds = _protocol_folds(store, cv=cv, leave_site_out=leave_site_out, seed=seed,
+                                      test_store=test_store, test_site=test_site)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     shuffled = shuffle_scope if shuffle_labels else None
     digest = hashlib.sha1(json.dumps([model, config, seed, protocol, shuffled],
                                      default=str).encode()).hexdigest()[:6]
     run_id = f"{model}-{stamp}-{digest}"
-    truth = truth_labels(store, truth_dir) if truth_dir else None
-    preds, metric_rows, fold_rows = [], [], []
+    test_truth = test_truth_dir if test_store is not None else truth_dir
+    truth = truth_labels(eval_store, test_truth) if test_truth else None
+    resected = resected_labels(eval_store)
+    preds, base_preds, metric_rows, fold_rows = [], [], [], []
     checkpoints = results_dir(store) / "checkpoints" / run_id
     for fold in folds:
-        check_disjoint(fold.train, fold.validation, fold.test)
+        check_disjoint(fold.train, fold.validation, fold.test if test_store is None else ())
         ft = time.perf_counter()
         train_labels = shuffled_labels(store, list(fold.train) + list(fold.validation),
                                        seed=seed + fold.index, scope=shuffle_scope
@@ -154,21 +300,28 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
         val_pred = est.predict(store, list(fold.validation)) if fold.validation else None
         threshold = (threshold_on_validation(val_pred, val_labels) if val_pred is not None
                      else 0.0)
-        test_pred = est.predict(store, list(fold.test))
-        if set(test_pred["key"]) & set(fold.validation):
+        test_pred = est.predict(eval_store, list(fold.test))
+        if test_store is None and set(test_pred["key"]) & set(fold.validation):
             raise LeakageError("a test patient was used to choose the threshold")
-        frame = test_pred.join(labels, on=KEY_COLUMNS, how="left").with_columns(
+        frame = _label_frame(test_pred, test_labels, truth, resected).with_columns(
             pl.lit(fold.name).alias("fold"), pl.lit(threshold).alias("threshold"))
-        if truth is not None:
-            frame = frame.join(truth, on=["site", "subject", "channel"], how="left")
-        else:
-            frame = frame.with_columns(pl.lit(None, pl.Boolean).alias("soz_true"))
         frame = frame.with_columns((pl.col("score") >= threshold).alias("predicted"))
         preds.append(frame)
-        metric_rows += _metrics_rows(run_id, fold.name, frame, threshold, "clinician", "soz")
-        if truth is not None:
-            metric_rows += _metrics_rows(run_id, fold.name, frame, threshold, "truth",
-                                         "soz_true")
+        if comparator is not None:
+            if comparator == model:
+                base_preds.append(frame.select("key", "channel", "score", "threshold"))
+            else:  # same folds, same labels for its threshold, its own threshold
+                base = make_estimator(comparator)
+                base.fit(store, list(fold.train), list(fold.validation), labels=train_labels)
+                bval = base.predict(store, list(fold.validation)) if fold.validation else None
+                bthr = (threshold_on_validation(bval, val_labels) if bval is not None
+                        else 0.0)
+                base_preds.append(base.predict(eval_store, list(fold.test)).select(
+                    "key", "channel", "score").with_columns(pl.lit(bthr).alias("threshold")))
+        for reference, label in REFERENCES.items():
+            if reference != "truth" or truth is not None:
+                metric_rows += _metrics_rows(run_id, fold.name, frame, threshold, reference,
+                                             label)
         fold_rows.append({"run_id": run_id, "fold": fold.name, "index": fold.index,
                           "train": list(fold.train), "validation": list(fold.validation),
                           "test": list(fold.test), "threshold": threshold,
@@ -182,21 +335,46 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     predictions = pl.concat(preds).with_columns(pl.lit(run_id).alias("run_id"))
     # Pooled over all test patients: each patient's scores come from the fold that held it
     # out, with that fold's threshold (thresholds differ per fold, so "predicted" is used).
-    pooled = predictions.with_columns(pl.col("score").alias("raw_score"),
-                                      (pl.col("score") - pl.col("threshold")).alias("score"))
-    metric_rows += _metrics_rows(run_id, "all", pooled, 0.0, "clinician", "soz")
-    if truth is not None:
-        metric_rows += _metrics_rows(run_id, "all", pooled, 0.0, "truth", "soz_true")
-    metrics = pl.DataFrame(metric_rows)
+    pooled = _shifted(predictions)
+    for reference, label in REFERENCES.items():
+        if reference != "truth" or truth is not None:
+            metric_rows += _metrics_rows(run_id, "all", pooled, 0.0, reference, label,
+                                         n_boot=n_boot)
+    if comparator is not None and n_boot:
+        base_pooled = _shifted(pl.concat(base_preds))
+        for reference, label in REFERENCES.items():
+            if reference != "truth" or truth is not None:
+                metric_rows += _difference_rows(run_id, pooled, base_pooled, reference, label,
+                                                comparator, n_boot=n_boot)
+    metrics = pl.DataFrame(metric_rows, schema_overrides={
+        "ci_low": pl.Float64, "ci_high": pl.Float64, "comparator": pl.String})
     result = RunResult(run_id, model, protocol, predictions, metrics, fold_rows,
                        time.perf_counter() - t0)
     if write:
-        _write_results(store, result, config=config, seed=seed, shuffled=shuffled)
+        _write_results(store, result, config=config, seed=seed, shuffled=shuffled,
+                       test_store=test_store, comparator=comparator, n_boot=n_boot)
         if report:
             from sozstore.models.report import write_report
 
             write_report(store, result)
     return result
+
+
+def _label_frame(pred: pl.DataFrame, labels: pl.DataFrame, truth: pl.DataFrame | None,
+                 resected: pl.DataFrame) -> pl.DataFrame:
+    """Predictions with the label of every reference (null where a reference has none)."""
+    frame = pred.join(labels, on=KEY_COLUMNS, how="left")
+    if truth is not None:
+        frame = frame.join(truth, on=["site", "subject", "channel"], how="left")
+    else:
+        frame = frame.with_columns(pl.lit(None, pl.Boolean).alias("soz_true"))
+    return frame.join(resected, on=["site", "subject", "channel"], how="left")
+
+
+def _shifted(predictions: pl.DataFrame) -> pl.DataFrame:
+    """Scores minus their fold's threshold (so one threshold, 0, fits every fold)."""
+    return predictions.with_columns(pl.col("score").alias("raw_score"),
+                                    (pl.col("score") - pl.col("threshold")).alias("score"))
 
 
 def _save_checkpoint(estimator: Any, path: Path) -> None:
@@ -233,7 +411,8 @@ def load_checkpoint(path: Path) -> Any:
 
 
 def _write_results(store: str | Path, result: RunResult, *, config: dict[str, Any] | None,
-                   seed: int, shuffled: str | None) -> None:
+                   seed: int, shuffled: str | None, test_store: str | Path | None = None,
+                   comparator: str | None = None, n_boot: int = 0) -> None:
     root = results_dir(store)
     summary = result.summary()
     run = to_table("runs", [{
@@ -247,6 +426,8 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
         "auroc": summary.get("auroc"), "auprc": summary.get("auprc"),
         "patient_auroc_mean": summary.get("patient_auroc_mean"),
         "f1_mean": summary.get("f1_mean"),
+        "test_store": str(Path(test_store).resolve()) if test_store is not None else None,
+        "comparator": comparator, "n_boot": n_boot,
     }])
     tables = {"runs": run, "folds": pl.DataFrame(result.folds).to_arrow(),
               "predictions": result.predictions.to_arrow(),
@@ -254,6 +435,38 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
     for name, table in tables.items():
         path = root / name / f"run={result.run_id}" / "part.parquet"
         write_parquet_atomic(table, path)
+
+
+def compare_runs(store: str | Path, run_id: str, baseline_run_id: str, *,
+                 reference: str = "clinician", n_boot: int = N_BOOT,
+                 boot_seed: int = BOOT_SEED) -> pl.DataFrame:
+    """The paired difference of two stored runs (``run_id`` minus ``baseline_run_id``).
+
+    Both runs must have the same protocol and the same test patients in every fold (e.g. the
+    same ``--cv`` and ``--seed``); their stored predictions are matched on (patient,
+    channel), each pooled with its own fold thresholds, and resampled with the same draws of
+    patients. Returns one row per site ("all" first) and metric: difference, ci_low, ci_high.
+    """
+    root = results_dir(store)
+    runs = pl.read_parquet([root / "runs" / f"run={r}" / "part.parquet"
+                            for r in (run_id, baseline_run_id)])
+    if runs["protocol"].n_unique() != 1:
+        raise ValueError(f"runs have different protocols: {runs['protocol'].to_list()}")
+    folds = [pl.read_parquet(root / "folds" / f"run={r}" / "part.parquet").sort("fold")
+             for r in (run_id, baseline_run_id)]
+    if folds[0].select("fold", "test").to_dicts() != folds[1].select("fold", "test").to_dicts():
+        raise ValueError("runs test different patients per fold (use the same --cv and --seed)")
+    a, b = (_shifted(pl.read_parquet(root / "predictions" / f"run={r}" / "part.parquet"))
+            for r in (run_id, baseline_run_id))
+    label = REFERENCES[reference]
+    if label not in a.columns:
+        return pl.DataFrame(schema={"site": pl.String, "metric": pl.String,
+                                    "difference": pl.Float64, "ci_low": pl.Float64,
+                                    "ci_high": pl.Float64})
+    rows = _difference_rows(run_id, a, b, reference, label, baseline_run_id, n_boot=n_boot,
+                            boot_seed=boot_seed)
+    return pl.DataFrame(rows).select("site", "metric", pl.col("value").alias("difference"),
+                                     "ci_low", "ci_high")
 
 
 def comparison_table(results: list[RunResult], reference: str = "clinician") -> pl.DataFrame:

@@ -73,10 +73,18 @@ SCHEMAS.update({
         ("created_at", _str), ("sozstore_version", _str), ("seconds", _f64),
         ("n_patients", _i64), ("auroc", _f64), ("auprc", _f64), ("patient_auroc_mean", _f64),
         ("f1_mean", _f64),
+        # added with the patient bootstrap and cross-cohort protocols (issue 8); older runs'
+        # files lack them and read as null through the views (union_by_name)
+        ("test_store", _str), ("comparator", _str), ("n_boot", _i64),
     ]),
+    # reference: clinician, truth (generated cohorts) or resected (resected contacts of
+    # seizure-free patients). ci_low/ci_high: patient-bootstrap 95 % interval of a pooled
+    # (fold "all") metric, null elsewhere. Rows with a comparator hold a paired difference
+    # (metric diff_<name>: this run minus the comparator on the same folds and patients).
     "metrics": pa.schema([
         ("run_id", _str), ("fold", _str), ("site", _str), ("reference", _str),
-        ("metric", _str), ("value", _f64),
+        ("metric", _str), ("value", _f64), ("ci_low", _f64), ("ci_high", _f64),
+        ("comparator", _str),
     ]),
 })
 

@@ -74,8 +74,14 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
         files = layout.root / "results" / name
         if any(files.glob("run=*/*.parquet")):
             glob = _sql_string(str(files / "run=*" / "*.parquet"))
-            con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet({glob}, "
-                        "union_by_name = true, hive_partitioning = false)")
+            sql = (f"SELECT * FROM read_parquet({glob}, union_by_name = true, "
+                   "hive_partitioning = false)")
+            if name in SCHEMAS:
+                # runs written before a column was added (e.g. metrics.ci_low) read it as
+                # NULL, so named queries that use it still run on old stores
+                empty = _empty_view_sql(name, SCHEMAS[name]).split(" AS ", 1)[1]
+                sql = f"{sql} UNION ALL BY NAME ({empty})"
+            con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
         elif name in SCHEMAS:  # a store without runs yet still answers the named queries
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
     for name, sql in (extra_views or {}).items():

@@ -30,13 +30,19 @@ def test_train_baseline_writes_results_report_and_predicts(
     assert report.exists() and (report.parent / "roc.png").exists()
     metrics = pl.from_arrow(run_query(store, "SELECT DISTINCT reference FROM metrics "
                                              "WHERE run_id = $r", {"r": run_id}))
-    assert set(metrics["reference"]) == {"clinician", "truth"}
+    # the phantom's seizure-free patients add the resected-contacts reference
+    assert set(metrics["reference"]) == {"clinician", "truth", "resected"}
     res = runner.invoke(app, ["query", "run_comparison", "--store", str(store), "--param",
                               "model=spike_rate", "--format", "json"])
     assert res.exit_code == 0, res.output
     compared = {r["run_id"]: r for r in json.loads(res.output)}
     assert compared[run_id]["auroc"] == pytest.approx(runs["auroc"][0])
     assert compared[run_id]["auroc_truth"] > 0.6 and compared[run_id]["shuffled"] is None
+    # patient-bootstrap intervals, and spike rate's paired difference to itself is exactly 0
+    row = compared[run_id]
+    assert row["auroc_lo"] <= row["auroc"] <= row["auroc_hi"]
+    assert row["auroc_truth_lo"] <= row["auroc_truth"] <= row["auroc_truth_hi"]
+    assert row["d_auroc"] == row["d_auroc_lo"] == row["d_auroc_hi"] == 0.0
     res = runner.invoke(app, ["evaluate", run_id, "--store", str(store), "--format", "csv"])
     assert res.exit_code == 0 and "auroc" in res.output.splitlines()[0]
     rec = pl.from_arrow(run_query(store, "SELECT recording_id FROM recordings LIMIT 1"))[0, 0]
@@ -65,9 +71,13 @@ def test_every_patient_tested_once_threshold_from_validation(
     per_fold = result.predictions.group_by("fold").agg(pl.col("key").unique())
     all_keys = [k for keys in per_fold["key"] for k in keys]
     assert len(all_keys) == len(set(all_keys)) == len(set(tested))
-    for fold, used in zip(result.folds, seen_thresholds):
-        assert used and not used & set(fold["test"])  # threshold never saw a test patient
-        assert used == set(fold["validation"])
+    # per fold, the model's threshold and then its comparator's (spike rate, for the paired
+    # difference): both from the validation patients only
+    assert len(seen_thresholds) == 2 * len(result.folds)
+    for i, fold in enumerate(result.folds):
+        for used in seen_thresholds[2 * i:2 * i + 2]:
+            assert used and not used & set(fold["test"])  # threshold never saw a test patient
+            assert used == set(fold["validation"])
 
 
 @pytest.mark.parametrize("scope", ["cohort", "patient"])

@@ -39,19 +39,28 @@ def phantom(
         "--fill", help="Fill this real metadata folder with synthetic signals instead.")] = None,
     max_duration: Annotated[Optional[float], typer.Option(
         help="With --fill: cap each recording at this many seconds.")] = None,
+    difficulty: Annotated[str, typer.Option(
+        help="Physiology level: easy (every tell separates the onset zone), moderate "
+             "(calibrated: spike-rate ranking 0.75-0.90 per patient) or hard.")] = "moderate",
 ) -> None:
     """Generate a synthetic multi-site cohort in each site's real layout (or --fill a real
     metadata folder with synthetic signals)."""
-    from sozstore.phantom import fill_realdata, generate_cohort
+    from sozstore.phantom import PhantomConfig, fill_realdata, generate_cohort
+    from sozstore.phantom.config import DIFFICULTY_LEVELS
 
+    if difficulty not in DIFFICULTY_LEVELS:
+        err_console.print(f"[red]error:[/red] --difficulty must be one of "
+                          f"{', '.join(DIFFICULTY_LEVELS)}; got {difficulty!r}")
+        raise typer.Exit(2)
+    config = PhantomConfig(difficulty=difficulty)
     if fill is not None:
-        files = fill_realdata(fill, seed=seed, max_duration=max_duration)
+        files = fill_realdata(fill, seed=seed, max_duration=max_duration, config=config)
         console.print(f"wrote {len(files)} signal files into {fill}")
         return
     site_list = tuple(s.strip() for s in sites.split(",")) if sites else \
         ("hup", "multicenter", "chul")
     summary = generate_cohort(out, sites=site_list, subjects_per_site=subjects_per_site,
-                              seed=seed)
+                              seed=seed, config=config)
     console.print(f"cohort written to {out} (site configs in {Path(out) / 'sites'})")
     console.print(summary)
 
@@ -164,11 +173,40 @@ def query(
     except QueryError as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    emit_table(result, fmt, out=out)
+    emit_table(result, fmt, out=out, intervals=True)
 
 
-def emit_table(result: "pa.Table", fmt: str, *, out: Path | None = None) -> None:  # noqa: F821
-    """Write an Arrow table as a rich table, CSV, JSON or Parquet (to ``out`` or stdout)."""
+def _with_intervals(frame: "pl.DataFrame") -> "pl.DataFrame":  # noqa: F821
+    """For the terminal: ``X``, ``X_lo``, ``X_hi`` shown as one column ``X [95% CI]`` with
+    text ``0.876 [0.80, 0.98]`` (CSV, JSON and Parquet keep the numbers)."""
+    import math
+
+    import polars as pl
+
+    def text(v: float | None, lo: float | None, hi: float | None) -> str:
+        if v is None:
+            return ""
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return f"{v:.3f}"
+        return f"{v:.3f} [{lo:.2f}, {hi:.2f}]"
+
+    for name in list(frame.columns):
+        lo, hi = f"{name}_lo", f"{name}_hi"
+        if lo in frame.columns and hi in frame.columns and frame.schema[name].is_numeric():
+            shown = [text(*row) for row in frame.select(name, lo, hi).iter_rows()]
+            frame = frame.with_columns(pl.Series(name, shown, dtype=pl.String)).drop(lo, hi)
+            frame = frame.rename({name: f"{name} [95% CI]"})
+    return frame
+
+
+def emit_table(result: "pa.Table", fmt: str, *, out: Path | None = None,  # noqa: F821
+               intervals: bool = False) -> None:
+    """Write an Arrow table as a rich table, CSV, JSON or Parquet (to ``out`` or stdout).
+
+    ``intervals``: in the terminal table, fold ``X_lo``/``X_hi`` columns into ``X`` and,
+    when the table is wider than the terminal and has few rows, print it transposed (one
+    column per row) rather than folding every cell.
+    """
     import polars as pl
     import pyarrow.parquet as pq
 
@@ -190,12 +228,24 @@ def emit_table(result: "pa.Table", fmt: str, *, out: Path | None = None) -> None
         if out is not None:
             err_console.print("[red]error:[/red] --out needs --format csv, json or parquet")
             raise typer.Exit(2)
+        if intervals:
+            frame = _with_intervals(frame)
+        cells = [["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                  for v in row] for row in frame.iter_rows()]
+        width = sum(max([len(n), *(len(r[i]) for r in cells)]) + 3
+                    for i, n in enumerate(frame.columns))
         table = Table(show_lines=False)
-        for name in frame.columns:
-            table.add_column(name, overflow="fold")
-        for row in frame.iter_rows():
-            table.add_row(*("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
-                            for v in row))
+        if intervals and 0 < frame.height <= 12 and width > console.width:
+            table.add_column("", overflow="fold", style="bold")
+            for i in range(frame.height):
+                table.add_column(str(i + 1), overflow="fold")
+            for j, name in enumerate(frame.columns):
+                table.add_row(name, *(r[j] for r in cells))
+        else:
+            for name in frame.columns:
+                table.add_column(name, overflow="fold")
+            for row in cells:
+                table.add_row(*row)
         console.print(table)
         console.print(f"{frame.height} row(s)")
         return
@@ -293,26 +343,68 @@ def train(
         help="Permute labels over the whole training cohort ('cohort', the control) or "
              "within each patient ('patient': keeps each patient's number of positives, "
              "which models can learn from; see docs/models.md).")] = "cohort",
+    test_store: Annotated[Optional[Path], typer.Option(
+        "--test-store", help="Cross-cohort: train on every patient of --store (validation "
+                             "patients inside it) and test on every patient of this store.")
+    ] = None,
+    test_truth: Annotated[Optional[Path], typer.Option(
+        "--test-truth", help="With --test-store: its phantom truth folder.")] = None,
+    test_site: Annotated[Optional[str], typer.Option(
+        "--test-site", help="Train on the other sites, test on this one.")] = None,
+    bootstrap: Annotated[int, typer.Option(
+        help="Patient-bootstrap resamples for the 95% intervals and the paired difference "
+             "to the comparator (0: none).")] = 1000,
+    comparator: Annotated[str, typer.Option(
+        help="Baseline run on the same folds for the paired difference ('none': skip).")
+    ] = "spike_rate",
 ) -> None:
-    """Train and evaluate a model with patient-wise CV; results, checkpoints and a report go
-    into the store."""
+    """Train and evaluate a model with patient-wise CV (or leave-one-site-out, --test-site,
+    --test-store); results with bootstrap intervals and the paired difference to spike_rate,
+    checkpoints and a report go into the store."""
+    from sozstore.models.evaluation import LeakageError
     from sozstore.models.runner import evaluate_model
     from sozstore.models.zoo import ZOO
 
     if model not in ZOO:
         err_console.print(f"[red]error:[/red] unknown model {model!r}; known: {', '.join(ZOO)}")
         raise typer.Exit(2)
+    if comparator != "none" and comparator not in ZOO:
+        err_console.print(f"[red]error:[/red] unknown comparator {comparator!r}")
+        raise typer.Exit(2)
+    if (test_store is not None) + (test_site is not None) + leave_site_out > 1:
+        err_console.print("[red]error:[/red] choose one of --leave-site-out, --test-site, "
+                          "--test-store")
+        raise typer.Exit(2)
     _init_distributed()
-    result = evaluate_model(store, model, cv=cv, leave_site_out=leave_site_out,
-                            config=_load_config(config), seed=seed, truth_dir=truth,
-                            shuffle_labels=shuffle_labels, shuffle_scope=shuffle_scope,
-                            write=_is_main_process())
+    try:
+        result = evaluate_model(store, model, cv=cv, leave_site_out=leave_site_out,
+                                config=_load_config(config), seed=seed, truth_dir=truth,
+                                shuffle_labels=shuffle_labels, shuffle_scope=shuffle_scope,
+                                test_store=test_store, test_truth_dir=test_truth,
+                                test_site=test_site, n_boot=bootstrap,
+                                comparator=None if comparator == "none" else comparator,
+                                write=_is_main_process())
+    except (ValueError, LeakageError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
     if _is_main_process():
+        import polars as pl
+
         s = result.summary()
         console.print(f"run {result.run_id}: channel AUROC {s.get('auroc', float('nan')):.3f}, "
                       f"AUPRC {s.get('auprc', float('nan')):.3f} (chance "
                       f"{s.get('prevalence', float('nan')):.3f}), patient-macro F1 "
                       f"{s.get('f1_mean', float('nan')):.3f} ({result.seconds:.0f} s)")
+        ci = result.metrics.filter((pl.col("fold") == "all") & (pl.col("site") == "all")
+                                   & (pl.col("reference") == "clinician"))
+        # one "channel AUROC" line per run (scripts and the DDP test count them)
+        for metric, text in (("auroc", "pooled AUROC"),
+                             ("diff_auroc", f"AUROC minus {comparator}")):
+            row = ci.filter(pl.col("metric") == metric)
+            if not row.is_empty() and row["ci_low"][0] is not None:
+                console.print(f"{result.protocol}: {text} {row['value'][0]:.3f} (95% CI "
+                              f"{row['ci_low'][0]:.3f} to {row['ci_high'][0]:.3f}, "
+                              f"{bootstrap} patient-bootstrap resamples)")
         console.print(f"report: {store}/results/reports/{result.run_id}/index.html")
 
 
@@ -341,9 +433,26 @@ def evaluate(
     store: Annotated[Path, typer.Option("--store", help="Store root.")],
     reference: Annotated[str, typer.Option(help="clinician or truth.")] = "clinician",
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    against: Annotated[Optional[str], typer.Option(
+        "--against", help="Another run id of the same protocol and folds: show this run's "
+                          "paired difference to it with patient-bootstrap intervals.")] = None,
 ) -> None:
-    """Show a stored run's metrics per fold and site."""
+    """Show a stored run's metrics per fold and site (pooled ones with their 95% interval),
+    or its paired difference to another run (--against)."""
     from sozstore.store.duck import QueryError, run_query
+
+    if against is not None:
+        from sozstore.models.runner import compare_runs
+
+        try:
+            diff = compare_runs(store, run, against, reference=reference)
+        except (OSError, ValueError, KeyError) as err:
+            err_console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+        if fmt == "table":
+            diff = diff.rename({"ci_low": "difference_lo", "ci_high": "difference_hi"})
+        emit_table(diff.to_arrow(), fmt, intervals=True)
+        return
 
     try:
         result = run_query(store, "SELECT fold, site, metric, value FROM metrics "
@@ -362,7 +471,42 @@ def evaluate(
               "specificity_mean", "precision_mean", "f1_mean", "f1_sd", "threshold"]
     wide = frame.filter(pl.col("metric").is_in(wanted)).pivot(
         on="metric", index=["fold", "site"], values="value").sort("fold", "site")
-    emit_table(wide.to_arrow(), fmt)
+    if fmt == "table":  # pooled rows: the patient-bootstrap interval beside the value
+        ci = pl.from_arrow(run_query(
+            store, "SELECT fold, site, metric, ci_low, ci_high FROM metrics WHERE run_id = $run"
+                   " AND reference = $ref AND ci_low IS NOT NULL", {"run": run, "ref": reference}))
+        for metric in ("auroc", "auprc", "patient_auroc_mean", "f1_mean"):
+            part = ci.filter(pl.col("metric") == metric).select(
+                "fold", "site", pl.col("ci_low").alias(f"{metric}_lo"),
+                pl.col("ci_high").alias(f"{metric}_hi"))
+            if metric in wide.columns and not part.is_empty():
+                wide = wide.join(part, on=["fold", "site"], how="left")
+    emit_table(wide.to_arrow(), fmt, intervals=True)
+
+
+report_app = typer.Typer(no_args_is_help=True, help="Reports over the runs in a store.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("generalisation")
+def report_generalisation(
+    store: Annotated[Path, typer.Option("--store", help="Store root.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="HTML file to write (default STORE/results/reports/generalisation/"
+                      "index.html); the forest plot PNG goes beside it.")] = None,
+) -> None:
+    """One page for clinicians and reviewers: every model's metrics with patient-bootstrap
+    95% intervals, paired differences to spike rate, cross-cohort beside within-cohort
+    results, the resected-contacts subgroup, per site, leak controls, and a forest plot."""
+    from sozstore.models.report import write_generalisation_report
+    from sozstore.store.duck import QueryError
+
+    try:
+        path = write_generalisation_report(store, out)
+    except QueryError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"report: {path}")
 
 
 @app.command()
