@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy import signal
 from torch.utils.data import IterableDataset, get_worker_info
 
-from sozstore.models.data import (N_CLIP_FEATURES, RecordingInfo, clip_adjacency,
+from sozstore.models.data import (BANDS, N_CLIP_FEATURES, RecordingInfo, clip_adjacency,
                                   clip_features)
 from sozstore.store.signals import open_signals
 
@@ -96,7 +96,7 @@ class _WindowDataset(IterableDataset):
     def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
                  seed: int = 0, shuffle: bool = True, random_offsets: bool = True,
                  equalize: bool = False, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+                 world_size: int | None = None, augment: bool = False) -> None:
         super().__init__()
         self.store = str(Path(store).resolve())
         self.recordings = list(recordings)
@@ -104,6 +104,7 @@ class _WindowDataset(IterableDataset):
         self.shuffle = shuffle
         self.random_offsets = random_offsets
         self.equalize = equalize
+        self.augment = augment
         self.epoch = 0
         self._rank = rank
         self._world_size = world_size
@@ -163,6 +164,10 @@ class _WindowDataset(IterableDataset):
                          "subject": rec.subject, "channels": list(rec.channels),
                          "start": unit.start}}
 
+    def _rng(self, unit: Unit) -> np.random.Generator:
+        """The augmentation draw of one window in one epoch (same on every worker)."""
+        return np.random.default_rng([self.seed, self.epoch, unit.recording, unit.start, 11])
+
 
 class _ClipFeatureDataset(_WindowDataset):
     """Windows of ``window`` consecutive clips of the per-clip feature matrix."""
@@ -194,8 +199,15 @@ class ClipSequenceDataset(_ClipFeatureDataset):
         feats, valid = clip_features(self.store, rec, clip_s=self.clip_s)
         x = _window(feats, unit.start, self.window, axis=1)
         v = _window(valid, unit.start, self.window, axis=1)
+        common = self._common(rec, unit)
+        if self.augment:
+            rng = self._rng(unit)
+            keep = channel_subset(rng, x.shape[0])
+            x = augment_clip_features(rng, x[keep], channel_axis=0)
+            v = v[keep]
+            _subset_common(common, keep)
         return {"x": torch.from_numpy(np.ascontiguousarray(x)),
-                "valid": torch.from_numpy(np.ascontiguousarray(v)), **self._common(rec, unit)}
+                "valid": torch.from_numpy(np.ascontiguousarray(v)), **common}
 
 
 class GraphSequenceDataset(_ClipFeatureDataset):
@@ -215,8 +227,15 @@ class GraphSequenceDataset(_ClipFeatureDataset):
         adj = clip_adjacency(self.store, rec, clip_s=self.clip_s)
         x = _window(feats, unit.start, self.window, axis=1).transpose(1, 0, 2)
         a = _window(adj, unit.start, self.window, axis=0)
+        common = self._common(rec, unit)
+        if self.augment:
+            rng = self._rng(unit)
+            keep = channel_subset(rng, x.shape[1])
+            x = augment_clip_features(rng, x[:, keep], channel_axis=1)
+            a = a[:, keep][:, :, keep]
+            _subset_common(common, keep)
         return {"x": torch.from_numpy(np.ascontiguousarray(x)),
-                "adj": torch.from_numpy(np.ascontiguousarray(a)), **self._common(rec, unit)}
+                "adj": torch.from_numpy(np.ascontiguousarray(a)), **common}
 
 
 class RawWindowDataset(_WindowDataset):
@@ -272,6 +291,65 @@ class RawWindowDataset(_WindowDataset):
                "seizure": torch.from_numpy(seizure), **self._common(rec, unit)}
         out["meta"]["onset_step"] = int(np.floor(onset - start))
         return out
+
+
+#: Leading per-clip features that scale with a channel's gain (log band powers, log line
+#: length, log variance: see ``models.data.clip_features``); a gain g adds log(g) to line
+#: length and 2 log(g) to the power features.
+_GAIN_FEATURES = len(BANDS) + 2
+
+
+def channel_subset(rng: np.random.Generator, n_channels: int, *, keep_min: float = 0.6
+                   ) -> NDArray[np.int64]:
+    """A random subset of at least ``keep_min`` of the channels, in their order.
+
+    Training on random subsets (channel dropout at the level of the implant) keeps a model
+    from relying on any one contact being present: implants differ between patients, and a
+    spatial model that sees the same full set every time learns the set.
+    """
+    if n_channels <= 2:
+        return np.arange(n_channels)
+    k = int(rng.integers(max(2, math.ceil(keep_min * n_channels)), n_channels + 1))
+    return np.sort(rng.choice(n_channels, size=k, replace=False))
+
+
+def augment_clip_features(rng: np.random.Generator, x: NDArray[np.float32], *,
+                          channel_axis: int, gain_sd: float = 0.3, noise_sd: float = 0.05
+                          ) -> NDArray[np.float32]:
+    """Per-channel amplitude scaling and small feature noise on normalised clip features.
+
+    A random gain per channel (log-normal, ``gain_sd`` in natural-log units) shifts the
+    gain-dependent features of that channel as the same contact recorded through another
+    amplifier or reference would (in the units of the per-recording normalisation, which
+    divides by the IQR: the shift is applied before the clip, so a gain of e^0.3 moves a
+    typical log-power feature by about half its spread); Gaussian noise of ``noise_sd``
+    on every feature blurs exact values a model could memorise. Time shifts come from the
+    random window offsets (``random_offsets``).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    x : array, float32
+        Clip features with the channel axis at ``channel_axis`` and features last.
+    channel_axis : int
+        0 for ``(chans, clips, features)``, 1 for ``(steps, chans, features)``.
+    """
+    n_ch = x.shape[channel_axis]
+    log_gain = rng.normal(0.0, gain_sd, n_ch).astype(np.float32)
+    shape = [1] * x.ndim
+    shape[channel_axis] = n_ch
+    out = x.copy()
+    weight = np.ones(_GAIN_FEATURES, dtype=np.float32) * 2.0
+    weight[len(BANDS)] = 1.0  # line length scales with the gain, not its square
+    out[..., :_GAIN_FEATURES] += log_gain.reshape(shape) * weight
+    out += rng.normal(0.0, noise_sd, out.shape).astype(np.float32)
+    return out
+
+
+def _subset_common(common: dict[str, Any], keep: NDArray[np.int64]) -> None:
+    """Restrict a sample's labels and channel names to the channels ``keep``."""
+    common["y"] = common["y"][torch.from_numpy(keep)]
+    common["meta"]["channels"] = [common["meta"]["channels"][k] for k in keep]
 
 
 def _robust_z(x: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -7,7 +7,23 @@ store through :mod:`sozstore.models.data` and the datasets; the networks and the
 pipeline inside them never open files.
 
 Names: ``sozformer``, ``dcgru``, ``szloc`` (torch), ``svm`` (RBF SVM on spike, HFO and
-wavelet features), ``spike_rate``, ``hfo_rate``, ``ei`` (clinical baselines, no training).
+wavelet features), ``stack`` (a logistic regression over the within-patient ranks of other
+models' out-of-fold scores), ``spike_rate``, ``hfo_rate``, ``ei`` and ``fragility``
+(clinical and computational baselines, no training).
+
+What keeps the learned models honest on patients they were not tuned on:
+
+* inputs normalised within each recording or patient (robust z-scores of the clip
+  features per recording, rank percentiles of the channel features per patient), so a
+  patient's overall amplitude or event rate is not a feature;
+* augmentation of the training windows (random channel subsets, per-channel gains, feature
+  noise, random window offsets);
+* early stopping, thresholds and hyper-parameter search (``TorchConfig.search``) on the
+  validation patients of the training fold only;
+* self-supervised pretraining (DCGRU next-step prediction, SOZFormer masked-clip
+  reconstruction) on the recordings of the training and validation patients and of every
+  patient without SOZ labels (those carry no clinician metric; their signals still teach
+  the encoders what SEEG looks like).
 """
 
 from __future__ import annotations
@@ -136,6 +152,13 @@ class SVMEstimator:
         y = table["soz"].to_numpy().astype(int)
         groups = table["key"].to_numpy()
         n_inner = min(self.inner_folds, len(set(groups)))
+        if n_inner < 2:  # one patient: nothing to cross-validate over, middle of the grid
+            self.best_params_ = {"svc__C": self.C[len(self.C) // 2],
+                                 "svc__gamma": self.gamma[0]}
+            self.pipeline_ = make_pipeline(StandardScaler(), SVC(
+                kernel="rbf", class_weight="balanced", C=self.best_params_["svc__C"],
+                gamma=self.best_params_["svc__gamma"])).fit(x, y)
+            return self
         search = GridSearchCV(
             make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced")),
             {"svc__C": list(self.C), "svc__gamma": list(self.gamma)},
@@ -147,8 +170,131 @@ class SVMEstimator:
 
     def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
         table = channel_table(store).filter(pl.col("key").is_in(keys))
-        x, _ = self.features(table)
+        x, columns = self.features(table)
+        if columns != self.columns_:  # another store's feature versions: say so, never misalign
+            raise ValueError(f"{store}: channel features {columns} differ from the ones the "
+                             f"SVM was trained on {self.columns_}")
         return _scores(table, self.pipeline_.decision_function(x))
+
+
+# --------------------------------------------------------------------------- stacking
+def within_patient_rank(frame: pl.DataFrame, column: str) -> pl.Series:
+    """``column`` as a rank percentile in (0, 1) within each patient (``key``).
+
+    Ties share their mean rank; missing values sit at the middle (0.5). Ranks make scores of
+    different models and patients commensurable: a combiner then learns how much each
+    ranking is worth, not each model's scale.
+    """
+    rank = (pl.col(column).rank("average").over("key") - 0.5) / pl.len().over("key")
+    return frame.select(rank.fill_nan(0.5).fill_null(0.5).alias(column))[column]
+
+
+class StackedEstimator:
+    """Logistic regression over the within-patient ranks of other models' scores.
+
+    The base models (learned ones and clinical baselines) score every training patient out
+    of fold: the patients are split into ``inner_folds`` patient-wise folds and each learned
+    base is fitted on the others, so the combiner never sees a score that a base model
+    produced for a patient it was trained on (Wolpert's stacked generalisation; a combiner
+    fitted on in-sample scores would trust the most over-fitted base). Baselines that learn
+    nothing score every patient directly. The combiner is an L2-regularised logistic
+    regression with balanced class weights on the per-patient rank percentiles of the base
+    scores; at prediction time the bases are refitted on all training patients (early
+    stopping on the validation patients) and their ranks combined with the learned weights.
+
+    Parameters
+    ----------
+    bases : tuple of str
+        Zoo names of the base models (any except ``stack``).
+    base_configs : dict
+        Optional config per base name (as for :func:`make_estimator`).
+    inner_folds : int
+        Patient-wise folds for the out-of-fold base scores of learned bases.
+    C : float
+        Inverse L2 strength of the combiner.
+    seed : int
+        Seed of the inner folds.
+    """
+
+    def __init__(self, bases: tuple[str, ...] = ("spike_rate", "hfo_rate", "ei", "fragility",
+                                                 "svm"),
+                 base_configs: dict[str, dict[str, Any]] | None = None, inner_folds: int = 3,
+                 C: float = 1.0, seed: int = 0) -> None:
+        self.bases = tuple(bases)
+        self.base_configs = dict(base_configs or {})
+        self.inner_folds = inner_folds
+        self.C = C
+        self.seed = seed
+
+    def _base(self, name: str) -> Any:
+        return make_estimator(name, self.base_configs.get(name))
+
+    def _ranked(self, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """One row per (patient, channel) with a rank column per base."""
+        out: pl.DataFrame | None = None
+        for name in self.bases:
+            frame = frames[name]
+            ranked = frame.select(KEY_COLUMNS).with_columns(within_patient_rank(frame, "score")
+                                                           .alias(name))
+            out = ranked if out is None else out.join(ranked, on=KEY_COLUMNS, how="left")
+        assert out is not None
+        return out.with_columns(pl.col(list(self.bases)).fill_null(0.5))
+
+    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
+            labels: pl.DataFrame | None = None) -> "StackedEstimator":
+        from sklearn.linear_model import LogisticRegression
+
+        if not self.bases or "stack" in self.bases:
+            raise ValueError("stack needs base models other than itself")
+        truth = channel_table(store, labels=labels).select(KEY_COLUMNS + ["soz"])
+        # only labelled patients can weigh the bases (and train a learned base)
+        labelled = set(truth.filter(pl.col("soz").is_not_null())["key"])
+        keys = sorted((set(fit_keys) | set(val_keys)) & labelled)
+        if len(keys) < 2:
+            raise ValueError("stack needs at least two labelled training patients")
+        rng = np.random.default_rng(self.seed)
+        order = [keys[i] for i in rng.permutation(len(keys))]
+        n_inner = max(2, min(self.inner_folds, len(keys)))
+        inner = [order[k::n_inner] for k in range(n_inner)]
+        oof: dict[str, pl.DataFrame] = {}
+        for name in self.bases:
+            if name not in LEARNED:
+                oof[name] = self._base(name).predict(store, keys)
+                continue
+            parts = []
+            for k, held in enumerate(inner):
+                rest = [key for j, part in enumerate(inner) if j != k for key in part]
+                est = self._base(name)
+                if isinstance(est, TorchEstimator):  # early stopping needs its own patients
+                    inner_val = [key for key in rest if key in set(val_keys)] or rest[:1]
+                    inner_fit = [key for key in rest if key not in set(inner_val)] or rest
+                else:
+                    inner_fit, inner_val = rest, []
+                est.fit(store, inner_fit, inner_val, labels=labels)
+                parts.append(est.predict(store, held))
+            oof[name] = pl.concat(parts)
+        table = self._ranked(oof)
+        train = table.join(truth, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null())
+        x = train.select(self.bases).to_numpy()
+        y = train["soz"].to_numpy().astype(int)
+        self.combiner_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000)
+        if 0 < y.sum() < y.size:
+            self.combiner_.fit(x, y)
+        else:  # no labels to weigh the bases: equal weights (the mean rank)
+            self.combiner_.fit(np.vstack([np.zeros(len(self.bases)), np.ones(len(self.bases))]),
+                               [0, 1])
+        self.weights_ = dict(zip(self.bases, self.combiner_.coef_[0].tolist()))
+        logger.info("stack: combiner weights %s on %d channels of %d patients",
+                    {k: round(v, 3) for k, v in self.weights_.items()}, train.height, len(keys))
+        self.fitted_ = {name: self._base(name).fit(store, fit_keys, val_keys, labels=labels)
+                        for name in self.bases}
+        return self
+
+    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
+        table = self._ranked({name: est.predict(store, keys)
+                              for name, est in self.fitted_.items()})
+        return _scores(table, self.combiner_.decision_function(
+            table.select(self.bases).to_numpy()))
 
 
 # --------------------------------------------------------------------------- torch models
@@ -168,6 +314,17 @@ class TorchConfig:
     n_steps: int = 12
     raw_steps: int = 45
     pretrain_epochs: int = 5
+    #: Fraction of clips masked in SOZFormer's masked-reconstruction pretraining.
+    mask_fraction: float = 0.3
+    #: Random channel subsets, per-channel gains and feature noise on training windows
+    #: (feature models; see ``models.datasets.augment_clip_features``).
+    augment: bool = True
+    #: Hyper-parameter search on the validation patients: ``{"lr": [3e-4, 1e-3],
+    #: "model.dropout": [0.1, 0.3]}``; ``search_budget`` combinations at most, drawn with the
+    #: seed. Each candidate trains on the fit patients and is scored on the validation
+    #: patients only, so in a cross-validation the outer test patients never take part.
+    search: dict[str, list[Any]] = field(default_factory=dict)
+    search_budget: int = 4
     max_batches_per_epoch: int | None = None
     num_workers: int = 0
     seed: int = 0
@@ -202,6 +359,8 @@ class TorchEstimator:
         recs = recording_table(store, subjects=keys, labels=labels)
         kw: dict[str, Any] = dict(seed=self.config.seed, shuffle=train, random_offsets=train,
                                   equalize=train and torch.distributed.is_initialized())
+        if self.name in ("sozformer", "dcgru"):
+            kw["augment"] = train and self.config.augment
         if not train:
             # every rank predicts every window, so early stopping decides the same everywhere
             kw.update(rank=0, world_size=1)
@@ -264,6 +423,29 @@ class TorchEstimator:
     # -- estimator API
     def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
             labels: pl.DataFrame | None = None) -> "TorchEstimator":
+        """Train on ``fit_keys`` with early stopping on ``val_keys``; with a ``search`` in
+        the config, train every candidate and keep the best on the validation patients."""
+        if not self.config.search:
+            return self._fit_once(store, fit_keys, val_keys, labels=labels)
+        candidates = search_candidates(self.config, seed=self.config.seed)
+        base = self.config
+        self.search_results_: list[dict[str, Any]] = []
+        best_score, best_fit = -np.inf, None
+        for params in candidates:
+            self.config = apply_params(base, params)
+            self._fit_once(store, fit_keys, val_keys, labels=labels)
+            score = max((h["val_auroc"] for h in self.history_), default=float("nan"))
+            self.search_results_.append({"params": params, "val_auroc": score})
+            logger.info("%s search %s: validation patient-AUROC %.3f", self.name, params, score)
+            if best_fit is None or (np.isfinite(score) and score > best_score):
+                best_score = score if np.isfinite(score) else -np.inf
+                best_fit = (params, self.config, self.model_, self.history_, self.weights_)
+        assert best_fit is not None
+        self.best_params_, self.config, self.model_, self.history_, self.weights_ = best_fit
+        return self
+
+    def _fit_once(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
+                  labels: pl.DataFrame | None = None) -> "TorchEstimator":
         from sozstore.models.nn.losses import class_balanced_weights
 
         cfg = self.config
@@ -282,8 +464,11 @@ class TorchEstimator:
         self._labels = labels
         train_ds = self._dataset(store, fit_keys, train=True, labels=labels)
         model = self._build(getattr(train_ds, "n_features", 0)).to(device)
-        if self.name == "dcgru" and cfg.pretrain_epochs > 0:
-            self._pretrain(model, train_ds, device)
+        if self.name in ("dcgru", "sozformer") and cfg.pretrain_epochs > 0:
+            # self-supervised: every recording that is not a held-out test patient's,
+            # labelled or not (patients without any label only ever help here)
+            pretrain_keys = sorted(set(fit_keys) | set(val_keys) | unlabelled_keys(store))
+            self._pretrain(model, self._dataset(store, pretrain_keys, train=True), device)
         ddp = torch.distributed.is_available() and torch.distributed.is_initialized()
         net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -324,7 +509,17 @@ class TorchEstimator:
         return self
 
     def _pretrain(self, model: torch.nn.Module, dataset: Any, device: torch.device) -> None:
-        """Self-supervised next-step prediction; the classifier starts from its encoder."""
+        """Self-supervised pretraining; the classifier starts from the pretrained encoder.
+
+        DCGRU: next-step prediction of the clip features (DCGRUForecaster). SOZFormer:
+        masked-clip reconstruction, as in masked autoencoding (a random ``mask_fraction``
+        of each channel's clips is zeroed, i.e. set to the recording's median after the
+        robust normalisation, and a linear head reconstructs them from the temporal
+        encoder's tokens).
+        """
+        if self.name == "sozformer":
+            self._pretrain_masked(model, dataset, device)
+            return
         from sozstore.models.nn.dcgru import DCGRUForecaster
 
         cfg = self.config
@@ -351,6 +546,37 @@ class TorchEstimator:
             logger.info("dcgru pretrain epoch %d next-step loss %.4f", epoch,
                         self.pretrain_history_[-1])
         model.encoder.load_state_dict(forecaster.encoder.state_dict())
+
+    def _pretrain_masked(self, model: torch.nn.Module, dataset: Any, device: torch.device
+                         ) -> None:
+        from sozstore.models.nn.sozformer import masked_reconstruction_loss
+
+        cfg = self.config
+        head = torch.nn.Linear(model.d_model, model.n_features).to(device)  # type: ignore[arg-type]
+        params = [*model.tokenizer.parameters(), model.clip_position,  # type: ignore[union-attr]
+                  *model.temporal.parameters(), *head.parameters()]  # type: ignore[union-attr]
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=cfg.weight_decay)
+        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.pretrain_history_ = []
+        model.train()
+        for epoch in range(cfg.pretrain_epochs):
+            dataset.set_epoch(1000 + epoch)
+            losses = []
+            for b, batch in enumerate(loader):
+                if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
+                    break
+                loss = masked_reconstruction_loss(model, head, batch["x"].to(device),
+                                                  batch["mask"].to(device),
+                                                  fraction=cfg.mask_fraction, generator=gen)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                losses.append(float(loss.detach()))
+            self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
+            logger.info("sozformer pretrain epoch %d masked-clip loss %.4f", epoch,
+                        self.pretrain_history_[-1])
 
     def _validation_auroc(self, store: str | Path, keys: list[str]) -> float:
         from sklearn.metrics import roc_auc_score
@@ -391,8 +617,47 @@ class TorchEstimator:
         return table.join(frame, on=KEY_COLUMNS, how="left")
 
 
+def unlabelled_keys(store: str | Path) -> set[str]:
+    """Patients of the store without a single SOZ label (usable for self-supervision)."""
+    table = channel_table(store)
+    labelled = set(table.filter(pl.col("soz").is_not_null())["key"])
+    return set(table["key"]) - labelled
+
+
+def search_candidates(config: TorchConfig, *, seed: int) -> list[dict[str, Any]]:
+    """Up to ``config.search_budget`` combinations of the search space, drawn with ``seed``
+    (the first is always the first value of every parameter)."""
+    import itertools
+
+    names = sorted(config.search)
+    grid = [dict(zip(names, values))
+            for values in itertools.product(*(config.search[n] for n in names))]
+    if len(grid) <= config.search_budget:
+        return grid
+    rng = np.random.default_rng(seed)
+    rest = rng.choice(np.arange(1, len(grid)), size=config.search_budget - 1, replace=False)
+    return [grid[0], *(grid[int(i)] for i in sorted(rest))]
+
+
+def apply_params(config: TorchConfig, params: dict[str, Any]) -> TorchConfig:
+    """A copy of ``config`` with ``params`` set (``model.NAME`` sets a network argument);
+    the copy has no search of its own."""
+    fields_ = asdict(config)
+    model = dict(fields_.pop("model"))
+    for name, value in params.items():
+        if name.startswith("model."):
+            model[name[len("model."):]] = value
+        elif name in fields_ and name not in ("search", "search_budget"):
+            fields_[name] = value
+        else:
+            raise ValueError(f"unknown search parameter {name!r}")
+    fields_.update(model=model, search={})
+    return TorchConfig(**fields_)
+
+
 # --------------------------------------------------------------------------- registry
-ZOO = ("sozformer", "dcgru", "szloc", "svm", "spike_rate", "hfo_rate", "ei")
+ZOO = ("sozformer", "dcgru", "szloc", "svm", "stack", "spike_rate", "hfo_rate", "ei",
+       "fragility")
 #: Per-model training defaults that differ from :class:`TorchConfig`'s (measured on generated
 #: cohorts: the DCGRU does not learn in 10 epochs at 3e-4, and its mean readout over steps
 #: beats the last state on 5-s steps).
@@ -400,7 +665,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "dcgru": {"lr": 1e-3, "model": {"readout": "mean"}},
     "szloc": {"lr": 1e-4, "batch_size": 4},
 }
-LEARNED = ("sozformer", "dcgru", "szloc", "svm")
+LEARNED = ("sozformer", "dcgru", "szloc", "svm", "stack")
 
 
 def make_estimator(name: str, config: dict[str, Any] | None = None) -> Any:
@@ -418,6 +683,12 @@ def make_estimator(name: str, config: dict[str, Any] | None = None) -> Any:
         return RateBaseline(name)
     if name == "ei":
         return EIBaseline(**config)
+    if name == "fragility":
+        from sozstore.models.fragility import FragilityBaseline
+
+        return FragilityBaseline(**config)
+    if name == "stack":
+        return StackedEstimator(**config)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
 
 

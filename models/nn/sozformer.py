@@ -159,3 +159,48 @@ class SOZFormer(ConfigMixin, nn.Module):
         z = self.spatial(emb, src_key_padding_mask=key_padding_mask(mask))  # (batch, n_chans, d)
         logits = self.head(z).squeeze(-1)  # (batch, n_chans)
         return logits.masked_fill(~mask, 0.0)
+
+
+def masked_reconstruction_loss(model: SOZFormer, head: nn.Module, x: Tensor, mask: Tensor, *,
+                               fraction: float = 0.3,
+                               generator: torch.Generator | None = None) -> Tensor:
+    """Masked-clip reconstruction loss of SOZFormer's temporal stage (self-supervised).
+
+    A random ``fraction`` of every real channel's clips is replaced by zeros (the
+    recording's median after the robust normalisation of the clip features) and ``head``
+    reconstructs the original features of those clips from the temporal encoder's output
+    tokens, as in masked autoencoding. Only the tokenizer, clip positions and temporal
+    encoder receive gradients through the model.
+
+    Parameters
+    ----------
+    model : SOZFormer
+    head : nn.Module
+        Maps ``(..., d_model)`` to ``(..., n_features)``.
+    x : Tensor
+        ``(batch, n_chans, n_clips, n_features)`` clip features.
+    mask : Tensor
+        ``(batch, n_chans)`` bool, True = real channel.
+    fraction : float
+        Fraction of clips masked per channel (at least one).
+    generator : torch.Generator, optional
+        Source of the masks (seeded by the caller).
+
+    Returns
+    -------
+    loss : Tensor
+        Scalar mean squared error over the masked clips of real channels.
+    """
+    real = x[mask]  # (n_real, n_clips, n_features)
+    n, s, _ = real.shape
+    if n == 0:
+        return x.new_zeros(())
+    hidden = torch.rand(n, s, generator=generator).to(real.device) < fraction
+    hidden[torch.arange(n), torch.randint(0, s, (n,), generator=generator).to(real.device)] = True
+    corrupted = real.masked_fill(hidden[..., None], 0.0)
+    tokens = model.tokenizer(corrupted)
+    tokens = torch.cat([model.cls_token.expand(n, 1, -1), tokens], dim=1)
+    tokens = tokens + model.clip_position[:, : s + 1]
+    out = model.temporal(tokens)[:, 1:]  # (n_real, n_clips, d_model)
+    error = (head(out) - real) ** 2
+    return error[hidden].mean()
