@@ -51,7 +51,7 @@ def epoch_units(recordings: Sequence[RecordingInfo], *, window: int, epoch: int,
     recording from its start.
     """
     rng = np.random.default_rng([seed, epoch])
-    units = []
+    units: list[Unit] = []
     for i, rec in enumerate(recordings):
         n = max(1, rec.n_clips // window)
         last = max(0, rec.n_clips - window)
@@ -335,7 +335,7 @@ def augment_clip_features(rng: np.random.Generator, x: NDArray[np.float32], *,
         0 for ``(chans, clips, features)``, 1 for ``(steps, chans, features)``.
     """
     n_ch = x.shape[channel_axis]
-    log_gain = rng.normal(0.0, gain_sd, n_ch).astype(np.float32)
+    log_gain = np.asarray(rng.normal(0.0, gain_sd, n_ch), dtype=np.float32)
     shape = [1] * x.ndim
     shape[channel_axis] = n_ch
     out = x.copy()

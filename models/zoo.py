@@ -29,6 +29,7 @@ What keeps the learned models honest on patients they were not tuned on:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -91,7 +92,7 @@ class EIBaseline:
         return self
 
     def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for info in recording_table(store, subjects=keys):
             for x, onset in onset_windows(store, info, pre_s=self.pre_s, post_s=self.post_s,
                                           sfreq=self.sfreq):
@@ -189,6 +190,10 @@ def within_patient_rank(frame: pl.DataFrame, column: str) -> pl.Series:
     return frame.select(rank.fill_nan(0.5).fill_null(0.5).alias(column))[column]
 
 
+#: Per-patient scores of the baselines, see :meth:`StackedEstimator._baseline_scores`.
+_BASELINE_MEMO: dict[tuple[str, str, str, str], pl.DataFrame] = {}
+
+
 class StackedEstimator:
     """Logistic regression over the within-patient ranks of other models' scores.
 
@@ -259,7 +264,7 @@ class StackedEstimator:
         oof: dict[str, pl.DataFrame] = {}
         for name in self.bases:
             if name not in LEARNED:
-                oof[name] = self._base(name).predict(store, keys)
+                oof[name] = self._baseline_scores(store, name, keys)
                 continue
             parts = []
             for k, held in enumerate(inner):
@@ -286,12 +291,34 @@ class StackedEstimator:
         self.weights_ = dict(zip(self.bases, self.combiner_.coef_[0].tolist()))
         logger.info("stack: combiner weights %s on %d channels of %d patients",
                     {k: round(v, 3) for k, v in self.weights_.items()}, train.height, len(keys))
-        self.fitted_ = {name: self._base(name).fit(store, fit_keys, val_keys, labels=labels)
+        self.fitted_ = {name: (self._base(name).fit(store, fit_keys, val_keys, labels=labels)
+                               if name in LEARNED else self._base(name))
                         for name in self.bases}
         return self
 
+    def _baseline_scores(self, store: str | Path, name: str, keys: list[str]) -> pl.DataFrame:
+        """Scores of a baseline that learns nothing, per patient, memoised for the process.
+
+        A baseline scores each patient from that patient's recordings alone, so its scores
+        are the same in every fold; fragility and EI read raw signal around every seizure,
+        and a 5-fold stack would otherwise recompute each patient five times. Like
+        :func:`~sozstore.models.data.channel_table`, the memo assumes the store does not
+        change under a running process.
+        """
+        config = json.dumps(self.base_configs.get(name), sort_keys=True, default=str)
+        root = str(Path(store).resolve())
+        if not keys:
+            return self._base(name).predict(store, [])
+        missing = [k for k in keys if (root, name, config, k) not in _BASELINE_MEMO]
+        if missing:
+            scored = self._base(name).predict(store, missing)
+            for k in missing:
+                _BASELINE_MEMO[(root, name, config, k)] = scored.filter(pl.col("key") == k)
+        return pl.concat([_BASELINE_MEMO[(root, name, config, k)] for k in keys])
+
     def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
-        table = self._ranked({name: est.predict(store, keys)
+        table = self._ranked({name: (est.predict(store, keys) if name in LEARNED
+                                     else self._baseline_scores(store, name, keys))
                               for name, est in self.fitted_.items()})
         return _scores(table, self.combiner_.decision_function(
             table.select(self.bases).to_numpy()))
@@ -343,6 +370,10 @@ class TorchEstimator:
     the realised weights are logged. SZLoc uses its own multi-task loss. Channel scores are
     the mean sigmoid over all windows of a patient.
     """
+
+    model_: torch.nn.Module
+    history_: list[dict[str, float]]
+    weights_: tuple[float, float]
 
     def __init__(self, name: str, config: TorchConfig | None = None) -> None:
         self.name = name
@@ -477,7 +508,7 @@ class TorchEstimator:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps
                                                     + 1, pct_start=0.05)
         best, best_state, stale = -np.inf, copy.deepcopy(model.state_dict()), 0
-        self.history_: list[dict[str, float]] = []
+        self.history_ = []
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
             train_ds.set_epoch(epoch)
@@ -545,7 +576,8 @@ class TorchEstimator:
             self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
             logger.info("dcgru pretrain epoch %d next-step loss %.4f", epoch,
                         self.pretrain_history_[-1])
-        model.encoder.load_state_dict(forecaster.encoder.state_dict())
+        model.encoder.load_state_dict(  # type: ignore[union-attr]
+            forecaster.encoder.state_dict())
 
     def _pretrain_masked(self, model: torch.nn.Module, dataset: Any, device: torch.device
                          ) -> None:

@@ -19,7 +19,8 @@ from rich.console import Console
 DEMO_CONFIGS: dict[str, dict[str, Any]] = {
     "sozformer": {"model": {"d_model": 32, "n_heads": 4, "n_temporal_layers": 1,
                             "n_spatial_layers": 1, "dim_feedforward": 64},
-                  "epochs": 8, "n_clips": 8, "batch_size": 8, "patience": 4, "threads": 1},
+                  "epochs": 8, "n_clips": 8, "batch_size": 8, "patience": 4, "threads": 1,
+                  "pretrain_epochs": 2},
     "dcgru": {"model": {"hidden": 32, "n_layers": 1}, "epochs": 8, "n_steps": 6,
               "batch_size": 8, "pretrain_epochs": 2, "patience": 4, "threads": 1},
     "szloc": {"model": {"d_model": 32, "n_heads": 4, "dim_feedforward": 64}, "epochs": 3,
