@@ -326,7 +326,13 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
                           "train": list(fold.train), "validation": list(fold.validation),
                           "test": list(fold.test), "threshold": threshold,
                           "seconds": time.perf_counter() - ft,
-                          "history": json.dumps(getattr(est, "history_", []))})
+                          "history": json.dumps(getattr(est, "history_", [])),
+                          # the hyper-parameters chosen on this fold's training patients
+                          # (SVM grid, TorchConfig.search) and every candidate's score
+                          "search": json.dumps({"best": getattr(est, "best_params_", None),
+                                                "candidates": getattr(est, "search_results_",
+                                                                      None)},
+                                               default=str)})
         if write:
             checkpoints.mkdir(parents=True, exist_ok=True)
             _save_checkpoint(est, checkpoints / f"{fold.name}.pkl")
@@ -351,7 +357,10 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     result = RunResult(run_id, model, protocol, predictions, metrics, fold_rows,
                        time.perf_counter() - t0)
     if write:
-        _write_results(store, result, config=config, seed=seed, shuffled=shuffled,
+        # the resolved config (defaults included: the SVM's grid, a network's search space
+        # and budget), not only what the caller passed
+        _write_results(store, result, config=estimator_config(make_estimator(model, config)),
+                       seed=seed, shuffled=shuffled,
                        test_store=test_store, comparator=comparator, n_boot=n_boot)
         if report:
             from sozstore.models.report import write_report

@@ -122,3 +122,17 @@ def test_shuffled_labels_give_chance(phantom_store: tuple[Path, Path]) -> None:
     assert real > 0.7
     assert abs(mean - 0.5) < 0.05, aucs
     assert real - mean > 0.15, (real, aucs)
+
+
+def test_run_records_resolved_config_and_chosen_hyper_parameters(
+        phantom_store: tuple[Path, Path]) -> None:
+    store, _ = phantom_store
+    result = evaluate_model(store, "svm", cv=3, seed=0, report=False, comparator=None)
+    runs = pl.from_arrow(run_query(store, "SELECT config FROM runs WHERE run_id = $r",
+                                   {"r": result.run_id}))
+    config = json.loads(runs["config"][0])
+    assert config["C"] == [0.1, 1.0, 10.0] and config["inner_folds"] == 3  # the defaults
+    folds = pl.from_arrow(run_query(store, "SELECT search FROM folds WHERE run_id = $r",
+                                    {"r": result.run_id}))
+    chosen = [json.loads(s)["best"] for s in folds["search"]]
+    assert len(chosen) == 3 and all(c["svc__C"] in (0.1, 1.0, 10.0) for c in chosen)
