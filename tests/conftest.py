@@ -43,3 +43,16 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     feats = compute_features(store, progress=False)
     assert feats.exit_code == 0, feats.failed
     return store, out / "truth"
+
+
+@pytest.fixture(scope="session")
+def calibrated_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve patients (4 per site) at the phantom's default, calibrated difficulty, short
+    recordings, ingested with the default features: the cohort folder (store/, truth/)."""
+    from synth import CALIBRATION, ingest_cohort
+
+    from sozstore.phantom import PhantomConfig
+
+    out = tmp_path_factory.mktemp("calibrated_cohort")
+    ingest_cohort(out, PhantomConfig(**CALIBRATION), subjects_per_site=4, seed=5)
+    return out

@@ -63,3 +63,31 @@ def manifest_site(root: Path, rows: Sequence[dict[str, str]], *, name: str = "un
                   extra: str = "") -> Path:
     """A manifest-layout site config over ``root``; returns the TOML path."""
     return write_manifest_site(root, rows, name=name, salt="unit-test", extra=extra)
+
+
+#: Short recordings and small implants of the calibration cohort (12 patients at the
+#: phantom's default, calibrated level ingest in about a minute).
+CALIBRATION: dict = dict(
+    ictal_duration_s=60.0, interictal_duration_s=60.0, chul_interictal_hours=0.02,
+    hup_onset_s=25.0, seizure_duration_s=(12.0, 20.0), postictal_s=5.0,
+    lvfa_duration_s=(2.0, 4.0), electrodes_per_subject=(4, 5), contacts_per_electrode=(6, 8),
+)
+
+
+def ingest_cohort(out: Path, config: object, *, subjects_per_site: int = 4,
+                  seed: int = 5) -> Path:
+    """Generate a three-site cohort into ``out``, run the ETL of every site and the default
+    features into ``out / "store"``; return the store."""
+    from sozstore.etl.config import load_site_config
+    from sozstore.etl.features.engine import compute_features
+    from sozstore.etl.pipeline import run_site
+    from sozstore.phantom import generate_cohort
+
+    generate_cohort(out, subjects_per_site=subjects_per_site, seed=seed, config=config)
+    store = out / "store"
+    for site in ("hup", "multicenter", "chul"):
+        report = run_site(load_site_config(out / "sites" / f"{site}.toml"), store,
+                          progress=False)
+        assert report.exit_code == 0, report.lines()
+    assert compute_features(store, progress=False).exit_code == 0
+    return store

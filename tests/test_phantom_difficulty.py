@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
+from synth import CALIBRATION
 
 from sozstore.phantom import PhantomConfig
 from sozstore.phantom.config import DIFFICULTY_LEVELS, Difficulty, derive_rng, rng_for
@@ -207,32 +208,18 @@ def test_references() -> None:
 # calibration: per-patient spike-rate AUROC against the true onset zone
 # ----------------------------------------------------------------------------------------
 
-#: Short recordings and small implants: 12 patients in well under a minute per level.
-CALIBRATION = dict(
-    ictal_duration_s=60.0, interictal_duration_s=60.0, chul_interictal_hours=0.02,
-    hup_onset_s=25.0, seizure_duration_s=(12.0, 20.0), postictal_s=5.0,
-    lvfa_duration_s=(2.0, 4.0), electrodes_per_subject=(4, 5), contacts_per_electrode=(6, 8),
-)
+def spike_rate_auroc(out: Path, config: PhantomConfig | None = None, *,
+                     subjects_per_site: int = 4, seed: int = 5) -> np.ndarray:
+    """Per-patient AUROC of the ETL's spike rate vs truth on the cohort in ``out``
+    (generated and ingested first when ``config`` is given)."""
+    from synth import ingest_cohort
 
-
-def spike_rate_auroc(out: Path, config: PhantomConfig, *, subjects_per_site: int = 4,
-                     seed: int = 5) -> np.ndarray:
-    """Generate and ingest a cohort; per-patient AUROC of the ETL's spike rate vs truth."""
-    from sozstore.etl.config import load_site_config
-    from sozstore.etl.features.engine import compute_features
-    from sozstore.etl.pipeline import run_site
     from sozstore.models.data import channel_table
     from sozstore.models.runner import truth_labels
 
-    from sozstore.phantom import generate_cohort
-
-    generate_cohort(out, subjects_per_site=subjects_per_site, seed=seed, config=config)
+    if config is not None:
+        ingest_cohort(out, config, subjects_per_site=subjects_per_site, seed=seed)
     store = out / "store"
-    for site in ("hup", "multicenter", "chul"):
-        report = run_site(load_site_config(out / "sites" / f"{site}.toml"), store,
-                          progress=False)
-        assert report.exit_code == 0, report.lines()
-    assert compute_features(store, progress=False).exit_code == 0
     table = channel_table(store).drop("soz").join(truth_labels(store, out / "truth"),
                                                   on=["site", "subject", "channel"])
     scores = []
@@ -244,8 +231,8 @@ def spike_rate_auroc(out: Path, config: PhantomConfig, *, subjects_per_site: int
 
 
 @pytest.mark.slow
-def test_default_level_is_calibrated(tmp_path: Path) -> None:
-    moderate = spike_rate_auroc(tmp_path / "moderate", PhantomConfig(**CALIBRATION))
+def test_default_level_is_calibrated(calibrated_cohort: Path, tmp_path: Path) -> None:
+    moderate = spike_rate_auroc(calibrated_cohort)
     print(f"\nmoderate spike-rate AUROC per patient: {np.round(moderate, 3)}")
     assert moderate.size >= 10
     assert 0.75 <= moderate.mean() <= 0.90
