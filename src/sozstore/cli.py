@@ -325,8 +325,9 @@ def _load_config(path: Path | None) -> dict:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="sozformer, dcgru, szloc, svm, spike_rate, "
-                                              "hfo_rate or ei.")],
+    model: Annotated[str, typer.Argument(help="sozformer, dcgru, szloc, svm, stack "
+                                              "(learned); spike_rate, hfo_rate, ei, "
+                                              "fragility (baselines).")],
     store: Annotated[Path, typer.Option("--store", help="Store root.")],
     cv: Annotated[int, typer.Option(help="Patient-wise folds (stratified by site).")] = 5,
     leave_site_out: Annotated[bool, typer.Option(
