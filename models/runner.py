@@ -2,7 +2,8 @@
 
 ``STORE/results/<table>/run=<run_id>/part.parquet`` for ``runs``, ``folds``,
 ``predictions`` and ``metrics`` (DuckDB views of the same names compare runs with SQL), model
-checkpoints in ``STORE/results/checkpoints/<run_id>/``, and a report per run in
+checkpoints in ``STORE/results/checkpoints/<run_id>/<fold>.safetensors|.json`` (arrays and
+metadata, never pickles), and a report per run in
 ``STORE/results/reports/<run_id>/index.html`` with its PNG figures.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,9 @@ from sozstore.models.evaluation import (BOOT_SEED, N_BOOT, Fold, LeakageError,
                                         leave_one_site_out, paired_difference, patient_kfold,
                                         validation_split)
 from sozstore.models.zoo import (KEY_COLUMNS, TorchEstimator, estimator_config,
-                                 make_estimator, threshold_on_validation)
-from sozstore.store.atomic import write_parquet_atomic
+                                 estimator_from_state, estimator_state, make_estimator,
+                                 threshold_on_validation)
+from sozstore.store.atomic import write_bytes_atomic, write_parquet_atomic
 from sozstore.store.catalog import to_table
 
 
@@ -131,6 +132,8 @@ def resected_labels(store: str | Path) -> pl.DataFrame:
 REFERENCES = {"clinician": "soz", "truth": "soz_true", "resected": "soz_resected"}
 #: The clinical baseline every model is compared with (paired, on the same folds).
 COMPARATOR = "spike_rate"
+#: Version of the checkpoint layout (``<fold>.safetensors`` + ``<fold>.json``).
+CHECKPOINT_FORMAT = "sozstore-checkpoint-1"
 
 
 def _metrics_rows(run_id: str, fold: str, frame: pl.DataFrame, threshold: float,
@@ -139,7 +142,7 @@ def _metrics_rows(run_id: str, fold: str, frame: pl.DataFrame, threshold: float,
     """Metric rows per site and over all sites; with ``n_boot`` also the patient-bootstrap
     95 % interval (``ci_low``, ``ci_high``) of every metric that has one. Sites (and
     references) without a single labelled channel give no rows."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     sites = ["all", *sorted(set(frame["site"]))]
     for site in sites:
         part = frame if site == "all" else frame.filter(pl.col("site") == site)
@@ -168,7 +171,7 @@ def _difference_rows(run_id: str, pooled: pl.DataFrame, base: pl.DataFrame, refe
     """``diff_<metric>`` rows: this run's pooled metric minus the comparator's on the same
     patients and channels, with the paired patient-bootstrap interval, per site and over all
     sites. ``pooled`` and ``base`` hold threshold-shifted scores of the same folds."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     frame = pooled.select("key", "site", "channel", pl.col(label).alias("label_"), "score")
     other = base.select("key", "channel", "score")
     for site in ["all", *sorted(set(frame["site"]))]:
@@ -335,7 +338,7 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
                                                default=str)})
         if write:
             checkpoints.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(est, checkpoints / f"{fold.name}.pkl")
+            _save_checkpoint(est, checkpoints / fold.name)
         logger.info("%s %s: threshold %.4f, test channels %d", run_id, fold.name, threshold,
                     frame.height)
     predictions = pl.concat(preds).with_columns(pl.lit(run_id).alias("run_id"))
@@ -387,36 +390,38 @@ def _shifted(predictions: pl.DataFrame) -> pl.DataFrame:
 
 
 def _save_checkpoint(estimator: Any, path: Path) -> None:
-    """Pickle the fitted estimator; torch modules are saved as config + state dict."""
-    if isinstance(estimator, TorchEstimator):
-        import torch
+    """Write a fitted estimator as ``<path>.safetensors`` (its arrays) and ``<path>.json``
+    (its class, parameters and learned values that are not arrays), each atomically.
 
-        model = estimator.model_
-        payload = {"kind": "torch", "name": estimator.name,
-                   "config": estimator_config(estimator), "model_config": model.get_config(),
-                   "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
-        torch.save(payload, path.with_suffix(".pt"))
-        return
-    with open(path, "wb") as fh:
-        pickle.dump({"kind": "pickle", "estimator": estimator}, fh)
+    Never a pickle: loading a checkpoint must not run code that the file names
+    (``torch.load`` and ``pickle.load`` can), and safetensors holds nothing but tensors.
+    """
+    from safetensors.numpy import save as save_arrays
+
+    meta, arrays = estimator_state(estimator)
+    meta["format"] = CHECKPOINT_FORMAT
+    blob = save_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    write_bytes_atomic(blob, path.with_suffix(".safetensors"))
+    write_bytes_atomic(json.dumps(meta, indent=1).encode(), path.with_suffix(".json"))
 
 
 def load_checkpoint(path: Path) -> Any:
-    """Inverse of :func:`_save_checkpoint`."""
-    if path.suffix == ".pt":
-        import torch
+    """Inverse of :func:`_save_checkpoint` (``path`` with or without its suffix).
 
-        from sozstore.models.nn.registry import build_model
-        from sozstore.models.zoo import TorchConfig
+    Checkpoints of earlier versions (``.pt``/``.pkl``) are refused: unpickling them could
+    execute code; re-run the training to write the safe format.
+    """
+    from safetensors.numpy import load_file
 
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = {k: v for k, v in payload["config"].items() if k != "name"}
-        est = TorchEstimator(payload["name"], TorchConfig(**cfg))
-        est.model_ = build_model(payload["name"], payload["model_config"])
-        est.model_.load_state_dict(payload["state_dict"])
-        return est
-    with open(path, "rb") as fh:
-        return pickle.load(fh)["estimator"]
+    if path.suffix in (".pt", ".pkl"):
+        raise ValueError(f"{path}: a pickled checkpoint of an earlier sozstore; loading it "
+                         "could execute code, so it is refused (re-run `sozstore train`)")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')!r}, expected "
+                         f"{CHECKPOINT_FORMAT!r}")
+    arrays = load_file(str(path.with_suffix(".safetensors")))
+    return estimator_from_state(meta, arrays)
 
 
 def _write_results(store: str | Path, result: RunResult, *, config: dict[str, Any] | None,
@@ -510,7 +515,7 @@ def predict_recording(store: str | Path, run_id: str, recording_id: str) -> pl.D
     chosen = folds.filter(pl.col("test").list.contains(key))
     row = (chosen if not chosen.is_empty() else folds).row(0, named=True)
     ckpt_dir = results_dir(store) / "checkpoints" / run_id
-    path = next(iter(sorted(ckpt_dir.glob(f"{row['fold']}.*"))), None)
+    path = next(iter(sorted(ckpt_dir.glob(f"{row['fold']}.json"))), None)
     if path is None:
         raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for {row['fold']}")
     est = load_checkpoint(path)

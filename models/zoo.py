@@ -159,6 +159,7 @@ class SVMEstimator:
             self.pipeline_ = make_pipeline(StandardScaler(), SVC(
                 kernel="rbf", class_weight="balanced", C=self.best_params_["svc__C"],
                 gamma=self.best_params_["svc__gamma"])).fit(x, y)
+            self._keep_arrays(x)
             return self
         search = GridSearchCV(
             make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced")),
@@ -167,7 +168,33 @@ class SVMEstimator:
         search.fit(x, y, groups=groups)
         self.pipeline_ = search.best_estimator_
         self.best_params_ = search.best_params_
+        self._keep_arrays(x)
         return self
+
+    def _keep_arrays(self, x: np.ndarray) -> None:
+        """The fitted decision function as plain arrays (what a checkpoint stores).
+
+        ``f(x) = sum_i a_i exp(-gamma |z - s_i|^2) + b`` with ``z`` the standardised
+        features, ``s_i`` the support vectors and ``a_i`` their signed dual coefficients;
+        ``gamma = "scale"`` resolves to ``1 / (n_features * var(z_train))`` as in
+        scikit-learn. A test checks it equals the pipeline's decision function.
+        """
+        scaler, svc = self.pipeline_[0], self.pipeline_[-1]
+        z = scaler.transform(x)
+        gamma = self.best_params_["svc__gamma"]
+        self.arrays_ = {"mean": scaler.mean_, "scale": scaler.scale_,
+                        "support_vectors": svc.support_vectors_,
+                        "dual_coef": svc.dual_coef_[0], "intercept": svc.intercept_,
+                        "gamma": np.array([1.0 / (z.shape[1] * z.var()) if gamma == "scale"
+                                           else float(gamma)])}
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """The SVM's decision function from its arrays (fresh or loaded alike)."""
+        a = self.arrays_
+        z = (x - a["mean"]) / a["scale"]
+        sq = ((z ** 2).sum(1)[:, None] + (a["support_vectors"] ** 2).sum(1)[None, :]
+              - 2.0 * z @ a["support_vectors"].T)
+        return np.exp(-a["gamma"][0] * np.maximum(sq, 0.0)) @ a["dual_coef"] + a["intercept"][0]
 
     def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
         table = channel_table(store).filter(pl.col("key").is_in(keys))
@@ -175,7 +202,7 @@ class SVMEstimator:
         if columns != self.columns_:  # another store's feature versions: say so, never misalign
             raise ValueError(f"{store}: channel features {columns} differ from the ones the "
                              f"SVM was trained on {self.columns_}")
-        return _scores(table, self.pipeline_.decision_function(x))
+        return _scores(table, self.decision_function(x))
 
 
 # --------------------------------------------------------------------------- stacking
@@ -289,6 +316,7 @@ class StackedEstimator:
             self.combiner_.fit(np.vstack([np.zeros(len(self.bases)), np.ones(len(self.bases))]),
                                [0, 1])
         self.weights_ = dict(zip(self.bases, self.combiner_.coef_[0].tolist()))
+        self.arrays_ = {"coef": self.combiner_.coef_[0], "intercept": self.combiner_.intercept_}
         logger.info("stack: combiner weights %s on %d channels of %d patients",
                     {k: round(v, 3) for k, v in self.weights_.items()}, train.height, len(keys))
         self.fitted_ = {name: (self._base(name).fit(store, fit_keys, val_keys, labels=labels)
@@ -320,8 +348,8 @@ class StackedEstimator:
         table = self._ranked({name: (est.predict(store, keys) if name in LEARNED
                                      else self._baseline_scores(store, name, keys))
                               for name, est in self.fitted_.items()})
-        return _scores(table, self.combiner_.decision_function(
-            table.select(self.bases).to_numpy()))
+        x = table.select(self.bases).to_numpy()
+        return _scores(table, x @ self.arrays_["coef"] + self.arrays_["intercept"][0])
 
 
 # --------------------------------------------------------------------------- torch models
@@ -737,3 +765,91 @@ def threshold_on_validation(val_pred: pl.DataFrame, labels: pl.DataFrame) -> flo
     joined = val_pred.join(labels, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null()
                                                           & pl.col("score").is_finite())
     return youden_threshold(joined["soz"].to_numpy(), joined["score"].to_numpy())
+
+
+# --------------------------------------------------------------------------- checkpoints
+#: Estimator classes a checkpoint may name (nothing else is ever constructed from one).
+def _checkpoint_classes() -> dict[str, type]:
+    from sozstore.models.fragility import FragilityBaseline
+
+    return {c.__name__: c for c in (RateBaseline, EIBaseline, FragilityBaseline,
+                                    SVMEstimator, StackedEstimator, TorchEstimator)}
+
+
+def _params(estimator: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(estimator).items() if not k.endswith("_")
+            and not k.startswith("_")}
+
+
+def estimator_state(estimator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A fitted estimator as JSON-able metadata and named arrays (a checkpoint's content).
+
+    Parameters are stored as they were given; what was learned is stored as arrays (a
+    network's state dict, the SVM's support vectors and coefficients, the stack's combiner
+    weights) and as plain values (the SVM's feature columns). :func:`estimator_from_state`
+    rebuilds the estimator without executing anything the file says: the class comes from a
+    fixed list, the rest is data.
+    """
+    name = type(estimator).__name__
+    if name not in _checkpoint_classes():
+        raise TypeError(f"no checkpoint format for {name}")
+    meta: dict[str, Any] = {"class": name, "params": json.loads(json.dumps(
+        _params(estimator), default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__")
+        else list(o)))}
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(estimator, TorchEstimator):
+        meta["model_config"] = estimator.model_.get_config()  # type: ignore[operator]
+        meta["weights"] = list(getattr(estimator, "weights_", ()))
+        arrays = {f"model.{k}": v.detach().cpu().numpy()
+                  for k, v in estimator.model_.state_dict().items()}
+    elif isinstance(estimator, SVMEstimator):
+        meta["columns"] = list(estimator.columns_)
+        meta["best_params"] = estimator.best_params_
+        arrays = {f"svm.{k}": np.asarray(v) for k, v in estimator.arrays_.items()}
+    elif isinstance(estimator, StackedEstimator):
+        meta["weights"] = estimator.weights_
+        arrays = {f"stack.{k}": np.asarray(v) for k, v in estimator.arrays_.items()}
+        meta["fitted"] = {}
+        for base, est in estimator.fitted_.items():
+            sub_meta, sub_arrays = estimator_state(est)
+            meta["fitted"][base] = sub_meta
+            arrays.update({f"base.{base}.{k}": v for k, v in sub_arrays.items()})
+    return meta, arrays
+
+
+def estimator_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """Inverse of :func:`estimator_state`."""
+    classes = _checkpoint_classes()
+    cls = classes.get(meta.get("class", ""))
+    if cls is None:
+        raise ValueError(f"unknown estimator class {meta.get('class')!r} in checkpoint")
+    params = dict(meta["params"])
+    if cls is TorchEstimator:
+        from sozstore.models.nn.registry import build_model
+
+        config = TorchConfig(**params["config"])
+        est: Any = TorchEstimator(params["name"], config)
+        est.model_ = build_model(params["name"], meta["model_config"])
+        est.model_.load_state_dict({k[len("model."):]: torch.from_numpy(v.copy())
+                                    for k, v in arrays.items() if k.startswith("model.")})
+        est.weights_ = tuple(meta.get("weights", ()))
+        return est
+    if cls is SVMEstimator:
+        params["C"], params["gamma"] = tuple(params["C"]), tuple(params["gamma"])
+    if cls is StackedEstimator:
+        params["bases"] = tuple(params["bases"])
+    est = cls(**params)
+    if cls is SVMEstimator:
+        est.columns_ = list(meta["columns"])
+        est.best_params_ = meta["best_params"]
+        est.arrays_ = {k[len("svm."):]: v for k, v in arrays.items() if k.startswith("svm.")}
+    elif cls is StackedEstimator:
+        est.weights_ = meta["weights"]
+        est.arrays_ = {k[len("stack."):]: v for k, v in arrays.items()
+                       if k.startswith("stack.")}
+        est.fitted_ = {}
+        for base, sub_meta in meta["fitted"].items():
+            prefix = f"base.{base}."
+            est.fitted_[base] = estimator_from_state(
+                sub_meta, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+    return est

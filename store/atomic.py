@@ -80,6 +80,22 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, compression: str = "zs
     return True
 
 
+def write_bytes_atomic(data: bytes, final: Path) -> None:
+    """Write ``data`` to ``final`` atomically (temporary sibling, fsync, rename)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(final)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(final.parent)
+
+
 def replace_dir_atomic(tmp_dir: Path, final: Path) -> None:
     """Move a fully written folder (a Zarr group) into place, replacing any old one."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +111,7 @@ def replace_dir_atomic(tmp_dir: Path, final: Path) -> None:
 
 def clean_temporaries(root: Path) -> list[Path]:
     """Remove temporaries left by a killed run under ``root``; return what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not root.exists():
         return removed
     for path in sorted(root.rglob(f"*{TMP_MARK}*"), key=lambda p: len(p.parts), reverse=True):

@@ -179,3 +179,63 @@ def test_stack_with_an_unlabelled_patient(phantom_store: tuple[Path, Path]) -> N
     stack = StackedEstimator(bases=("spike_rate", "svm"), inner_folds=2)
     stack.fit(store, keys[:4], keys[4:5], labels=labels)
     assert stack.predict(store, keys[5:])["score"].is_finite().all()
+
+
+# --------------------------------------------------------------------------- checkpoints
+TINY_SOZFORMER = {"model": {"d_model": 16, "n_heads": 2, "n_temporal_layers": 1,
+                            "n_spatial_layers": 1, "dim_feedforward": 16},
+                  "epochs": 1, "n_clips": 4, "max_batches_per_epoch": 2, "pretrain_epochs": 1,
+                  "threads": 1}
+
+
+@pytest.mark.parametrize("name, config", [
+    ("spike_rate", None), ("hfo_rate", None), ("ei", None), ("svm", None),
+    ("stack", {"bases": ["spike_rate", "svm", "sozformer"],
+               "base_configs": {"sozformer": TINY_SOZFORMER}, "inner_folds": 2}),
+    ("sozformer", TINY_SOZFORMER),
+])
+def test_checkpoint_round_trip_predicts_the_same(phantom_store: tuple[Path, Path],
+                                                 tmp_path: Path, name: str,
+                                                 config: dict | None) -> None:
+    from sozstore.models.runner import _save_checkpoint, load_checkpoint
+
+    store, _ = phantom_store
+    keys = list(subject_keys(store)["key"])
+    est = make_estimator(name, config).fit(store, keys[:4], keys[4:5])
+    _save_checkpoint(est, tmp_path / "fold0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold0.json", "fold0.safetensors"]
+    loaded = load_checkpoint(tmp_path / "fold0.json")
+    assert type(loaded) is type(est)
+    a, b = est.predict(store, keys[5:]), loaded.predict(store, keys[5:])
+    np.testing.assert_allclose(b["score"].to_numpy(), a["score"].to_numpy(), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_svm_arrays_equal_the_fitted_pipeline(phantom_store: tuple[Path, Path]) -> None:
+    from sozstore.models.data import channel_table
+
+    store, _ = phantom_store
+    keys = list(subject_keys(store)["key"])
+    for gamma in (("scale",), (0.01,)):
+        est = SVMEstimator(gamma=gamma).fit(store, keys[:5], [])
+        x, _ = est.features(channel_table(store).filter(pl.col("key") == keys[5]))
+        np.testing.assert_allclose(est.decision_function(x),
+                                   est.pipeline_.decision_function(x), rtol=1e-8, atol=1e-8)
+
+
+def test_loading_never_unpickles(tmp_path: Path) -> None:
+    import json
+    import pickle
+
+    from sozstore.models.runner import _save_checkpoint, load_checkpoint
+
+    legacy = tmp_path / "fold0.pkl"
+    legacy.write_bytes(pickle.dumps({"kind": "pickle", "estimator": object()}))
+    with pytest.raises(ValueError, match="could execute code"):
+        load_checkpoint(legacy)
+    _save_checkpoint(make_estimator("spike_rate"), tmp_path / "fold1")
+    meta = json.loads((tmp_path / "fold1.json").read_text())
+    meta["class"] = "os.system"
+    (tmp_path / "fold1.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown estimator class"):
+        load_checkpoint(tmp_path / "fold1.json")
