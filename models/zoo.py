@@ -34,7 +34,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -587,23 +587,9 @@ class TorchEstimator:
                                                             self.config.model.items()
                                                             if k in keys}).to(device)
         opt = torch.optim.Adam(forecaster.parameters(), lr=1e-3)
-        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-        self.pretrain_history_ = []
-        for epoch in range(cfg.pretrain_epochs):
-            dataset.set_epoch(1000 + epoch)
-            losses = []
-            for b, batch in enumerate(loader):
-                if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
-                    break
-                loss = forecaster.loss(batch["x"].to(device), batch["adj"].to(device),
-                                       batch["mask"].to(device))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-            self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
-            logger.info("dcgru pretrain epoch %d next-step loss %.4f", epoch,
-                        self.pretrain_history_[-1])
+        self._pretrain_loop(dataset, opt, lambda batch: forecaster.loss(
+            batch["x"].to(device), batch["adj"].to(device), batch["mask"].to(device)),
+            label="dcgru pretrain next-step")
         model.encoder.load_state_dict(  # type: ignore[union-attr]
             forecaster.encoder.state_dict())
 
@@ -616,27 +602,37 @@ class TorchEstimator:
         params = [*model.tokenizer.parameters(), model.clip_position,  # type: ignore[union-attr]
                   *model.temporal.parameters(), *head.parameters()]  # type: ignore[union-attr]
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=cfg.weight_decay)
-        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         gen = torch.Generator().manual_seed(cfg.seed)
-        self.pretrain_history_ = []
         model.train()
+        self._pretrain_loop(dataset, opt, lambda batch: masked_reconstruction_loss(
+            model, head, batch["x"].to(device), batch["mask"].to(device),  # type: ignore[arg-type]
+            fraction=cfg.mask_fraction, generator=gen),
+            label="sozformer pretrain masked-clip", clip=params)
+
+    def _pretrain_loop(self, dataset: Any, opt: torch.optim.Optimizer,
+                       loss_of: Callable[[dict[str, Any]], torch.Tensor], *, label: str,
+                       clip: list[torch.Tensor] | None = None) -> None:
+        """The epochs of a self-supervised task: ``loss_of(batch)`` minimised with ``opt``
+        (gradient norm clipped at 1 over ``clip`` when given); the mean loss per epoch is
+        kept in ``pretrain_history_``."""
+        cfg = self.config
+        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+        self.pretrain_history_ = []
         for epoch in range(cfg.pretrain_epochs):
             dataset.set_epoch(1000 + epoch)
             losses = []
             for b, batch in enumerate(loader):
                 if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
                     break
-                loss = masked_reconstruction_loss(model, head, batch["x"].to(device),
-                                                  batch["mask"].to(device),
-                                                  fraction=cfg.mask_fraction, generator=gen)
+                loss = loss_of(batch)
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(clip, 1.0)
                 opt.step()
                 losses.append(float(loss.detach()))
             self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
-            logger.info("sozformer pretrain epoch %d masked-clip loss %.4f", epoch,
-                        self.pretrain_history_[-1])
+            logger.info("%s epoch %d loss %.4f", label, epoch, self.pretrain_history_[-1])
 
     def _validation_auroc(self, store: str | Path, keys: list[str]) -> float:
         from sklearn.metrics import roc_auc_score

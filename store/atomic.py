@@ -12,6 +12,7 @@ import itertools
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -67,27 +68,23 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, compression: str = "zs
                 return False
         except (OSError, pa.ArrowException):
             pass  # unreadable old file: replace it
-    tmp = temporary_sibling(final)
-    try:
-        pq.write_table(table, tmp, compression=compression)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(final.parent)
+    _replace_atomic(final, lambda tmp: pq.write_table(table, tmp, compression=compression))
     return True
 
 
 def write_bytes_atomic(data: bytes, final: Path) -> None:
     """Write ``data`` to ``final`` atomically (temporary sibling, fsync, rename)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomic(final, lambda tmp: tmp.write_bytes(data))
+
+
+def _replace_atomic(final: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary sibling of ``final``, fsync it, rename it into place and fsync
+    the folder; the temporary is removed if anything fails."""
     tmp = temporary_sibling(final)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
     finally:
