@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, command_line, machine, md_table, write_json  # noqa: E402
+from _common import OUT, command_line, machine, md_table, write_json
 
 INPUTS = OUT / "etl_inputs"
 WORK = OUT / "etl_work"
@@ -236,8 +236,8 @@ def child_etl(edf: Path, work: Path, profile: bool) -> dict[str, Any]:
     t_end = time.perf_counter() - sampler.t0
     samples = sampler.stop()
     out: dict[str, Any] = {
-        "kind": "etl", "seconds": seconds, "cpu_s": cpu, "n_channels": n_ch, "n_samples": n, "sfreq": sfreq,
-        "hours": n / sfreq / 3600, "exit_code": report.exit_code,
+        "kind": "etl", "seconds": seconds, "cpu_s": cpu, "n_channels": n_ch, "n_samples": n,
+        "sfreq": sfreq, "hours": n / sfreq / 3600, "exit_code": report.exit_code,
         "report": report.lines(), "results": [
             {"status": r.status, "seconds": r.seconds, "duration_s": r.duration_s,
              "n_channels": r.n_channels} for r in report.results],
@@ -249,6 +249,7 @@ def child_etl(edf: Path, work: Path, profile: bool) -> dict[str, Any]:
         import zarr
 
         arr = zarr.open_group(zarrs[0], mode="r")["data"]
+        assert isinstance(arr, zarr.Array)
         out["store_shape"] = list(arr.shape)
         out["store_chunks"] = list(arr.chunks)
     if prof is not None:
@@ -259,8 +260,11 @@ def child_etl(edf: Path, work: Path, profile: bool) -> dict[str, Any]:
         total = seconds
 
         def cum(func: str, file_part: str) -> float:
-            return sum(v[3] for k, v in stats.stats.items()  # type: ignore[attr-defined]
-                       if k[2] == func and file_part in k[0])
+            # Stats.stats, the raw {(file, line, func): (cc, nc, tt, ct, callers)} table, is
+            # not in typeshed; get_stats_profile() keys by bare function name and would merge
+            # same-named functions of different files.
+            table = stats.stats  # type: ignore[attr-defined]
+            return sum(v[3] for k, v in table.items() if k[2] == func and file_part in k[0])
 
         parts = {
             "source read (SourceRecording.read: mne get_data + x1e6)": cum("read", "readers.py"),
@@ -370,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = run_child("etl", edf, work, profile=True)
         shutil.rmtree(work, ignore_errors=True)
         print(profile["profile_tottime"])
-        print(md_table(["ETL step (cProfile, %g h)" % hours_list[0], "s", "share"],
+        print(md_table([f"ETL step (cProfile, {hours_list[0]:g} h)", "s", "share"],
                        [[k, f"{v:.2f}", f"{v / profile['profile_total_s']:.0%}"]
                         for k, v in profile["profile_breakdown_s"].items()]))
     if args.delete_inputs:  # only the files of this run

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, command_line, machine, md_table, write_json  # noqa: E402
+from _common import OUT, command_line, machine, md_table, write_json
 
 WORK = OUT / "features_work"
 SFREQ = 1000.0
@@ -280,7 +280,7 @@ def time_naive(store: Path, n_channels: int, minutes: float) -> dict[str, Any]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 rows.append(naive_clip_features(data[ch], fs, filters))
-        corr = np.corrcoef(data)
+        corr = np.atleast_2d(np.corrcoef(data))  # corrcoef of one row is a scalar
         rows[-1]["adjacency"] = corr[np.triu_indices(n_ch, k=1)]
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
     hours = n_ch * n_clips * CLIP_S / 3600.0
@@ -398,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
 
         recs = read_table(cohort, "recordings")
         cohort_info.update(subjects=recs["subject"].n_unique(), recordings=recs.height,
-                           channel_hours=float((recs["duration_s"] * recs["n_channels"]).sum()
-                                               / 3600.0),
+                           channel_hours=float((recs["duration_s"] * recs["n_channels"]).sum())
+                                         / 3600.0,
                            feature_rows=feature_rows(cohort))
         queries = time_queries(cohort)
         checks["every named query < 1 s (median)"] = all(q["median_s"] < 1.0 for q in queries)
@@ -410,12 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow
     import pywt
 
+    engine_file = sys.modules["sozstore.etl.features.engine"].__file__
+    assert engine_file is not None  # a module imported from a file
     payload = {
         "script": "bench/features.py", "command": command_line(), "machine": machine(),
         "versions": {"pywt": pywt.__version__, "pyarrow": pyarrow.__version__,
                      "duckdb": duckdb.__version__, "polars": polars.__version__},
-        "sozstore_features_code": str(Path(sys.modules["sozstore.etl.features.engine"]
-                                           .__file__).parent),
+        "sozstore_features_code": str(Path(engine_file).parent),
         "loadavg_before": load_before, "loadavg_after": load_after,
         "long_store": {"hours": hours, "n_channels": n_channels, **long_info,
                        "default_rows": rows},

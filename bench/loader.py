@@ -116,7 +116,6 @@ def ensure_store() -> dict[str, Any]:
         return info
     from sozstore.etl.config import load_site_config
     from sozstore.etl.pipeline import run_site
-
     from sozstore.phantom import PhantomConfig, generate_cohort
 
     shutil.rmtree(COHORT, ignore_errors=True)
@@ -145,17 +144,20 @@ def ensure_store() -> dict[str, Any]:
 
 def describe_store(recs: list[Any]) -> dict[str, Any]:
     import polars as pl
+
     from sozstore.store.catalog import read_table
 
     ids = {r.recording_id for r in recs}
     rows = read_table(STORE, "recordings").filter(pl.col("recording_id").is_in(list(ids)))
     n_ch = [len(r.channels) for r in recs]
+    store_channels = rows["n_channels"].median()
+    assert isinstance(store_channels, (int, float))  # the median of an integer column
     return {
         "recordings": len(recs),
         "subjects": len({(r.site, r.subject) for r in recs}),
         "hours": float(rows["duration_s"].sum()) / 3600,
         "model_channels_min_median_max": [min(n_ch), int(np.median(n_ch)), max(n_ch)],
-        "store_channels_median": int(rows["n_channels"].median()),
+        "store_channels_median": int(store_channels),
         "store_sfreq": sorted({float(x) for x in rows["sfreq"].to_list()}),
         "source_sfreq": sorted({round(float(x), 1) for x in rows["source_sfreq"].to_list()}),
         "source_formats": sorted(set(rows["source_format"].to_list())),
@@ -343,7 +345,7 @@ def source_info(recs: list[Any]) -> dict[str, tuple[Path, float]]:
 
 def _source_files(sources: dict[str, tuple[Path, float]]) -> list[Path]:
     """The source files and their companions (BrainVision .vhdr/.vmrk/.eeg)."""
-    files = []
+    files: list[Path] = []
     for path, _ in sources.values():
         files.extend(p for p in path.parent.iterdir() if p.is_file() and p.stem == path.stem)
     return files
@@ -420,6 +422,7 @@ def bench_train(name: str, size: str, model_cfg: dict[str, Any], batches: list[d
     warm-up step after a change of threads); fewer (at least one) once the timed steps of a
     setting exceed ``cap_s`` seconds."""
     import torch
+
     from sozstore.models.data import N_CLIP_FEATURES
     from sozstore.models.zoo import make_estimator
 
@@ -668,7 +671,7 @@ def reading(res: dict[str, Any]) -> str:
     elif slow:
         s.append(f"The default {n_def} threads take {f(min(slow), 2)}-{f(max(slow), 2)}x "
                  f"the time of one thread per step.")
-    seen = {}
+    seen: dict[str, dict[str, Any]] = {}
     for (m, _), t in tr.items():
         seen.setdefault(m, t)
     need = ", ".join(f"{f(t['loader_s_per_batch'], 3)} s per {m} batch"
@@ -765,8 +768,8 @@ def main() -> int:
     if args.render:
         import json
 
-        res = json.loads((OUT / f"loader{suffix}.json").read_text())
-        sec = section(res, tables(res))
+        saved = json.loads((OUT / f"loader{suffix}.json").read_text())
+        sec = section(saved, tables(saved))
         (OUT / f"loader_section{suffix}.md").write_text(sec)
         print(sec)
         return 0
@@ -778,9 +781,9 @@ def main() -> int:
     info = ensure_store()
 
     import torch
-    from sozstore.models.data import recording_table
 
     from sozstore.demo import DEMO_CONFIGS
+    from sozstore.models.data import recording_table
 
     recs = recording_table(STORE)
     if args.quick:

@@ -50,11 +50,10 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.codecs.numcodecs import BitRound
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (OUT, command_line, evict, files_under, fsync_all, machine,  # noqa: E402
-                     md_table, write_json)
+from _common import OUT, command_line, evict, files_under, fsync_all, machine, md_table, write_json
 
-from sozstore.etl.pipeline import BLOCK_BYTES  # noqa: E402
-from sozstore.store import signals as store_signals  # noqa: E402
+from sozstore.etl.pipeline import BLOCK_BYTES
+from sozstore.store import signals as store_signals
 
 SFREQ = 1000.0
 MB = 1e6
@@ -192,7 +191,7 @@ def synth_signal(n_ch: int, n: int, seed: int = 0, block_s: float = 60.0) -> np.
         x += offset[:, None]
         for s in range(n_shafts):
             for t0 in rng.integers(0, max(m - 80, 1), size=rng.poisson(0.2 * m / SFREQ)):
-                focus = rng.integers(0, contacts)
+                focus = int(rng.integers(0, contacts))
                 rows = [r for r in range(s * contacts + max(0, focus - 2),
                                          s * contacts + min(contacts, focus + 3)) if r < n_ch]
                 seg = slice(t0, min(t0 + 80, m))
@@ -493,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_layout(tmp, short, lay, channels)["write_MBps"])
             shutil.rmtree(tmp)
     for lay in todo:
-        lay.result["write_MBps"] = statistics.median(lay.result["write_MBps_samples"])  # = mean of 2
+        # The median of two samples is their mean.
+        lay.result["write_MBps"] = statistics.median(lay.result["write_MBps_samples"])
     del data, short
 
     # ---- reads: rounds, layouts interleaved (rotated each round), warm then cold
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         del lay.result["times"]
 
     # ---- report
-    payload = {
+    payload: dict[str, Any] = {
         "script": "bench/zarr_layout.py", "command": command_line(), "machine": mach,
         "signal": {"channels": n_ch, "minutes": minutes, "sfreq": SFREQ, "raw_MB": raw_mb,
                    "generate_s": gen_s},

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from sozstore.etl.config import ChannelConfig
 
@@ -118,7 +118,10 @@ def canonical_name(name: str, config: ChannelConfig | None = None) -> str:
 
 
 def split_contact(channel: str) -> tuple[str | None, int | None]:
-    """Electrode (shaft) stem and contact index of a canonical name (``"L'12"`` -> ``("L'", 12)``)."""
+    """Electrode (shaft) stem and contact index of a canonical name.
+
+    ``"L'12"`` -> ``("L'", 12)``.
+    """
     pair = _ELECTRODE_CONTACT.match(channel)
     if pair:  # electrode-contact style, "LAF14-3" is contact 3 of shaft LAF14
         return pair[1], int(pair[2])

@@ -3,8 +3,19 @@
 A site config says where the raw recordings are (a BIDS tree with entity filters, or a
 folder of files listed in a manifest), where the clinicians' SOZ and resection labels live,
 how seizure markers are written, how channel names are normalised, the mains frequency and
-the store's sampling rate. :func:`load_site_config` validates it and raises
-:class:`SiteConfigError` naming the file and the offending key.
+the store's sampling rate. :func:`load_site_config` reads it in three steps (read the TOML,
+validate it against :class:`SiteConfig`, resolve its paths) and raises
+:class:`SiteConfigError`, one line naming the file and the offending key, on any problem.
+:func:`site_config_json_schema` gives the JSON Schema of the file (published as
+``docs/site-config.schema.json``; ``sozstore config schema`` prints it).
+
+Every key, its type, default and description is written once, in the model classes below.
+They are pydantic v2 models because pydantic generates the JSON Schema from the same
+classes, rejects unknown keys (``extra="forbid"``), runs per-field and cross-field
+validators whose errors carry the key path, and is the most widely used validation library
+(already a dependency). msgspec validates as strictly and faster, but its JSON Schema has
+no per-field descriptions and it has no cross-field validators, and a config is read once
+per run, so speed does not matter.
 
 Example
 -------
@@ -28,13 +39,27 @@ Example
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 #: Base sampling rate of the store when a site does not say (Hz): every recording is stored
 #: at a whole multiple of it (see :meth:`SiteConfig.store_rate`), so models that decimate
@@ -45,10 +70,16 @@ DEFAULT_STORE_SFREQ = 1000.0
 #: (bands are clipped at 0.45 x the rate: 450 Hz at 1 kHz, 900 Hz at 2 kHz); 1 kHz cuts
 #: it. Measurements and the reason for the rule: docs/etl.md, "The store's rate".
 DEFAULT_STORE_SFREQ_MAX = 2000.0
+#: Highest rate a site may ask for (Hz).
+MAX_STORE_SFREQ = 20000.0
 
-CHANNEL_TYPES = ("seeg", "ecog", "eeg", "ecg", "eog", "emg", "stim", "misc")
-EVENT_KINDS = ("onset", "offset", "clinical_onset", "note")
-LABEL_KINDS = ("status_description", "column", "external", "manifest", "events")
+ChannelType = Literal["seeg", "ecog", "eeg", "ecg", "eog", "emg", "stim", "misc"]
+EventKind = Literal["onset", "offset", "clinical_onset", "note"]
+LabelKind = Literal["status_description", "column", "external", "manifest", "events"]
+SubjectIds = Literal["source", "hash"]
+CHANNEL_TYPES: tuple[str, ...] = get_args(ChannelType)
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+LABEL_KINDS: tuple[str, ...] = get_args(LabelKind)
 
 #: NK/Persyst boilerplate seen in every Nihon Kohden export (gotcha 16).
 DEFAULT_EVENT_IGNORE = (
@@ -57,47 +88,140 @@ DEFAULT_EVENT_IGNORE = (
     r"^A1\+A2 OFF$",
 )
 
+#: Written ``$root/...``, a path is inside the layout root rather than the TOML's folder.
+ROOT_PREFIX = "$root"
+
 
 class SiteConfigError(ValueError):
     """A site config is invalid; the message names the file and the key."""
 
 
-@dataclass(frozen=True)
-class LayoutConfig:
+class _KeyProblem(ValueError):
+    """A cross-field rule failed; ``loc`` is the key it blames, relative to the validated
+    model (pydantic reports a model validator's error at the model itself)."""
+
+    def __init__(self, loc: tuple[str | int, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.loc = loc
+
+
+# ------------------------------------------------------------------------- value types
+def _one_or_many(value: object) -> object:
+    """One string where a list is expected is a list of one (``tasks = "ictal"``)."""
+    return (value,) if isinstance(value, str) else value
+
+
+def _lower(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.lower() for v in values)
+
+
+def _dotted_lower(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.lower() if v.startswith(".") else "." + v.lower() for v in values)
+
+
+def _compile(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return re.compile(value)
+    except re.error as err:
+        raise ValueError(f"is not a valid regex ({err}): {value!r}") from None
+
+
+def _check_regex(value: str) -> str:
+    _compile(value)
+    return value
+
+
+_ONE_OR_MANY_SCHEMA = {"anyOf": [{"type": "string"},
+                                 {"type": "array", "items": {"type": "string"}}]}
+# Strict scalars: TOML has real types, so `mains_hz = "50"` or `case_sensitive = 1` is an
+# error, not a coercion (a strict float still takes an integer: `mains_hz = 50`).
+Text = Annotated[str, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
+Texts = Annotated[tuple[Text, ...], BeforeValidator(_one_or_many),
+                  WithJsonSchema(_ONE_OR_MANY_SCHEMA)]
+LowerTexts = Annotated[Texts, AfterValidator(_lower)]
+Regex = Annotated[re.Pattern[str], BeforeValidator(_compile)]
+RegexText = Annotated[Text, AfterValidator(_check_regex)]
+Regexes = Annotated[tuple[Regex, ...], BeforeValidator(_one_or_many),
+                    WithJsonSchema(_ONE_OR_MANY_SCHEMA)]
+
+
+class _Table(BaseModel):
+    """A TOML table: unknown keys are errors and a validated config never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------ tables
+class LayoutConfig(_Table):
     """Where a site's recordings are and how they are organised."""
 
-    kind: Literal["bids", "manifest"]
-    root: Path
-    extensions: tuple[str, ...] = (".edf", ".vhdr", ".fif", ".bdf")
-    subjects: tuple[str, ...] = ()
-    sessions: tuple[str, ...] = ()
-    tasks: tuple[str, ...] = ()
-    acquisitions: tuple[str, ...] = ()
-    participants: str | None = "participants.tsv"
-    manifest: str | None = None
-    file_column: str = "file"
-    subject_column: str = "subject"
-    recording_column: str | None = None
-    task_column: str | None = None
-    bad_column: str | None = None
-    manifest_delimiter: str = ","
+    kind: Literal["bids", "manifest"] = Field(
+        description="`bids`: a BIDS tree; `manifest`: files listed in a CSV/TSV manifest.")
+    root: Path = Field(
+        description="Folder of the recordings, relative to the TOML file's folder "
+                    "(`sozstore etl --root` replaces it).")
+    extensions: Annotated[Texts, AfterValidator(_dotted_lower)] = Field(
+        default=(".edf", ".vhdr", ".fif", ".bdf"),
+        description="Signal file extensions to read (bids), case-insensitive.")
+    subjects: Texts = Field(default=(), description="Keep only these BIDS subjects (empty: all).")
+    sessions: Texts = Field(default=(), description="Keep only these BIDS sessions (empty: all).")
+    tasks: Texts = Field(default=(), description="Keep only these BIDS tasks (empty: all).")
+    acquisitions: Texts = Field(default=(), description="Keep only these BIDS acquisitions "
+                                                "(empty: all).")
+    participants: Text | None = Field(
+        default="participants.tsv", description="participants.tsv, relative to the root.")
+    manifest: Text | None = Field(
+        default=None, description="The manifest, relative to the root; required for kind = "
+                          "'manifest'.")
+    file_column: Text = Field(default="file", description="Manifest column: the signal file, "
+                                                  "relative to the root.")
+    subject_column: Text = Field(default="subject", description="Manifest column: the subject.")
+    recording_column: Text | None = Field(
+        default=None, description="Manifest column: the recording's name within its subject.")
+    task_column: Text | None = Field(default=None, description="Manifest column: the task.")
+    bad_column: Text | None = Field(
+        default=None, description="Manifest column: bad contacts in range notation.")
+    manifest_delimiter: Text = Field(default=",", description="The manifest's field delimiter.")
+
+    @field_validator("root")
+    @classmethod
+    def _root_is_not_inside_itself(cls, root: Path) -> Path:
+        if root.parts[:1] == (ROOT_PREFIX,):
+            raise ValueError(f"cannot start with {ROOT_PREFIX}: {root}")
+        return root
+
+    @model_validator(mode="after")
+    def _manifest_layout_has_manifest(self) -> LayoutConfig:
+        if self.kind == "manifest" and not self.manifest:
+            raise _KeyProblem(("manifest",), "is required when layout.kind = 'manifest'")
+        return self
 
 
-@dataclass(frozen=True)
-class ChannelConfig:
+class ChannelConfig(_Table):
     """Channel-name normalisation rules and per-site type overrides."""
 
-    strip_prefixes: tuple[str, ...] = ("EEG ", "POL ", "SEEG ", "ECOG ")
-    strip_suffixes: tuple[str, ...] = ("-Ref", "-REF", "-ref", "-AV", "+")
-    case_sensitive: bool = False
-    rename: dict[str, str] = field(default_factory=dict)
-    types: dict[str, str] = field(default_factory=dict)
-    type_patterns: tuple[tuple[str, str], ...] = ()
-    default_type: str = "seeg"
+    strip_prefixes: Texts = Field(default=("EEG ", "POL ", "SEEG ", "ECOG "),
+                                  description="Prefixes removed from channel names.")
+    strip_suffixes: Texts = Field(default=("-Ref", "-REF", "-ref", "-AV", "+"),
+                                  description="Suffixes removed from channel names.")
+    case_sensitive: Flag = Field(
+        default=False, description="Whether `LA1` and `la1` are different contacts.")
+    rename: dict[str, Text] = Field(
+        default_factory=dict, description="Raw channel name -> name to use.")
+    types: dict[str, ChannelType] = Field(
+        default_factory=dict, description="Raw channel name -> channel type.")
+    type_patterns: tuple[tuple[RegexText, ChannelType], ...] = Field(
+        default=(), description="[regex, type] pairs; the first whose regex `re.search`-es a raw "
+                        "name gives its type.")
+    default_type: ChannelType = Field(
+        default="seeg", description="Type of a channel that no other rule types.")
 
 
-@dataclass(frozen=True)
-class LabelSource:
+class LabelSource(_Table):
     """One place where SOZ / resection labels live.
 
     ``kind`` is one of
@@ -114,70 +238,160 @@ class LabelSource:
         Per-seizure onset channels in an events.tsv column (RESPect).
     """
 
-    kind: str
-    target: Literal["soz", "resected"] = "soz"
-    soz_tokens: tuple[str, ...] = ("soz",)
-    resected_tokens: tuple[str, ...] = ("resect", "resected")
-    table: Literal["channels", "electrodes"] = "channels"
-    column: str | None = None
-    true_values: tuple[str, ...] = ("yes", "true", "1", "1.0")
-    false_values: tuple[str, ...] = ()
-    path: Path | None = None
-    subject_column: str = "subject"
-    soz_column: str | None = None
-    resected_column: str | None = None
-    delimiter: str | None = None
-    trial_type: str | None = None
+    kind: LabelKind = Field(description="Where the labels are (see above).")
+    target: Literal["soz", "resected"] = Field(
+        default="soz", description="Which label a `column` source gives.")
+    soz_tokens: LowerTexts = Field(
+        default=("soz",), description="status_description tokens meaning SOZ (case-insensitive).")
+    resected_tokens: LowerTexts = Field(
+        default=("resect", "resected"),
+        description="status_description tokens meaning resected (case-insensitive).")
+    table: Literal["channels", "electrodes"] = Field(
+        default="channels", description="The BIDS table holding `column`.")
+    column: Text | None = Field(
+        default=None, description="The column (required for kind = 'column' and 'events').")
+    true_values: LowerTexts = Field(
+        default=("yes", "true", "1", "1.0"), description="Values of `column` meaning labelled.")
+    false_values: LowerTexts = Field(
+        default=(), description="Values of `column` meaning not labelled (others: unknown).")
+    path: Path | None = Field(
+        default=None, description="The external table (kind = 'external'), relative to the TOML "
+                          "file's folder or written $root/... inside the layout root.")
+    subject_column: Text = Field(
+        default="subject", description="Column of the external table naming the subject.")
+    soz_column: Text | None = Field(
+        default=None, description="Column with the SOZ contacts in range notation.")
+    resected_column: Text | None = Field(
+        default=None, description="Column with the resected contacts in range notation.")
+    delimiter: Text | None = Field(
+        default=None, description="Field delimiter of the external table (default: sniffed).")
+    trial_type: Text | None = Field(
+        default=None, description="events.tsv trial_type of the rows carrying onset channels.")
+
+    @model_validator(mode="after")
+    def _kind_has_its_keys(self) -> LabelSource:
+        if self.kind in ("column", "events") and not self.column:
+            raise _KeyProblem(("column",), f"is required for kind = {self.kind!r}")
+        if self.kind == "external" and self.path is None:
+            raise _KeyProblem(("path",), "is required for kind = 'external'")
+        if self.kind in ("external", "manifest") and not (self.soz_column
+                                                          or self.resected_column):
+            raise _KeyProblem(("soz_column",), "or resected_column is required")
+        return self
 
 
-@dataclass(frozen=True)
-class EventRule:
+class EventRule(_Table):
     """A regex that turns a site's free-text marker into an event kind."""
 
-    name: str
-    kind: str
-    pattern: re.Pattern[str]
+    name: Text = Field(default="", description="Rule name, reported as provenance "
+                                       "(empty: `rule<i>`, i its place in the list).")
+    kind: EventKind = Field(description="The event kind of a matching marker.")
+    pattern: Regex = Field(description="Python regex, `re.search`-ed on the stripped text.")
 
 
-@dataclass(frozen=True)
-class EventConfig:
+class EventConfig(_Table):
     """Marker rules; the first rule whose pattern ``re.search``-es the text wins."""
 
-    rules: tuple[EventRule, ...] = ()
-    ignore: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in DEFAULT_EVENT_IGNORE)
-    onset_channels_column: str | None = None
+    rules: tuple[EventRule, ...] = Field(default=(), description="The rules, in order.")
+    ignore: Regexes = Field(default=DEFAULT_EVENT_IGNORE, validate_default=True,
+                            description="Regexes of boilerplate markers to drop.")
+    onset_channels_column: Text | None = Field(
+        default=None, description="events.tsv column listing each seizure's onset channels.")
+
+    @field_validator("rules")
+    @classmethod
+    def _name_unnamed_rules(cls, rules: tuple[EventRule, ...]) -> tuple[EventRule, ...]:
+        return tuple(rule if rule.name else rule.model_copy(update={"name": f"rule{i}"})
+                     for i, rule in enumerate(rules))
 
 
-@dataclass(frozen=True)
-class OutcomeConfig:
+class OutcomeConfig(_Table):
     """Where the surgical outcome of each subject is written."""
 
-    table: Literal["participants", "manifest", "external", "none"] = "none"
-    path: Path | None = None
-    subject_column: str = "participant_id"
-    outcome_column: str | None = None
-    engel_column: str | None = None
-    ilae_column: str | None = None
+    table: Literal["participants", "manifest", "external", "none"] = Field(
+        default="none", description="The table holding outcomes (`none`: no outcomes).")
+    path: Path | None = Field(
+        default=None, description="The external table (table = 'external'), relative to the TOML "
+                          "file's folder or written $root/... inside the layout root.")
+    subject_column: Text = Field(default="participant_id", description="Column naming the subject.")
+    outcome_column: Text | None = Field(default=None, description="Column with free-text outcome.")
+    engel_column: Text | None = Field(default=None, description="Column with the Engel class.")
+    ilae_column: Text | None = Field(default=None, description="Column with the ILAE class.")
+
+    @model_validator(mode="after")
+    def _external_has_path(self) -> OutcomeConfig:
+        if self.table == "external" and self.path is None:
+            raise _KeyProblem(("path",), "is required when outcome.table = 'external'")
+        return self
 
 
-@dataclass(frozen=True)
-class SiteConfig:
+def _default_store_sfreq_max(validated: dict[str, Any]) -> float:
+    # Called only when store_sfreq validated (pydantic skips it otherwise).
+    return max(validated["store_sfreq"], DEFAULT_STORE_SFREQ_MAX)
+
+
+def _default_subject_ids(validated: dict[str, Any]) -> SubjectIds:
+    # A manifest site's ids are hospital ids more often than not (docs/etl.md, "Privacy").
+    return "hash" if validated["layout"].kind == "manifest" else "source"
+
+
+class SiteConfig(_Table):
     """A validated site configuration (see the module docstring)."""
 
-    name: str
-    source: Path
+    model_config = ConfigDict(title="sozstore site configuration")
+
+    name: Text = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                       description="The site's name in the store (lower case).")
     layout: LayoutConfig
-    mains_hz: float = 60.0
-    store_sfreq: float = DEFAULT_STORE_SFREQ
-    store_sfreq_max: float = DEFAULT_STORE_SFREQ_MAX
-    subject_ids: Literal["source", "hash"] = "source"
-    hash_salt: str = ""
-    description: str = ""
-    channels: ChannelConfig = field(default_factory=ChannelConfig)
-    labels: tuple[LabelSource, ...] = ()
-    events: EventConfig = field(default_factory=EventConfig)
-    outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
-    flat_threshold_uv: float = 0.5
+    mains_hz: Number = Field(default=60.0, json_schema_extra={"enum": [50.0, 60.0]},
+                             description="Mains frequency (Hz): 50 or 60.")
+    store_sfreq: Number = Field(
+        default=DEFAULT_STORE_SFREQ, ge=64.0, le=MAX_STORE_SFREQ,
+        description="Base rate of the store (Hz): recordings are stored at whole "
+                    "multiples of it.")
+    store_sfreq_max: Number = Field(
+        default_factory=_default_store_sfreq_max, le=MAX_STORE_SFREQ,
+        description=f"Highest store rate (Hz), at least store_sfreq "
+                    f"(default: max(store_sfreq, {DEFAULT_STORE_SFREQ_MAX:g})).")
+    subject_ids: SubjectIds = Field(
+        default_factory=_default_subject_ids,
+        description="Store subject ids as written by the site (`source`) or as salted "
+                    "hashes (`hash`; default for a manifest layout).")
+    hash_salt: Text = Field(default="", description="Salt of the subject-id hashes.")
+    description: Text = Field(default="", description="Free text shown in the catalog.")
+    channels: ChannelConfig = ChannelConfig()
+    labels: tuple[LabelSource, ...] = Field(
+        default=(), description="SOZ / resection label sources ([[labels]] tables).")
+    events: EventConfig = EventConfig()
+    outcome: OutcomeConfig = OutcomeConfig()
+    flat_threshold_uv: Number = Field(
+        default=0.5, description="A channel whose peak-to-peak is below this (uV) is flat.")
+
+    #: The TOML file (set by :func:`parse_site_config`; not a key of the file).
+    _source: Path = PrivateAttr()
+
+    @field_validator("mains_hz")
+    @classmethod
+    def _mains_is_50_or_60(cls, mains_hz: float) -> float:
+        if mains_hz not in (50.0, 60.0):
+            raise ValueError(f"must be 50 or 60; got {mains_hz}")
+        return mains_hz
+
+    @model_validator(mode="after")
+    def _cross_table_rules(self) -> SiteConfig:
+        if self.store_sfreq_max < self.store_sfreq:
+            raise _KeyProblem(("store_sfreq_max",), f"must be within store_sfreq.."
+                              f"{MAX_STORE_SFREQ:g} Hz; got {self.store_sfreq_max}")
+        for i, label in enumerate(self.labels):
+            if label.kind == "manifest" and self.layout.kind != "manifest":
+                raise _KeyProblem(("labels", i, "kind"),
+                                  "'manifest' labels need layout.kind = 'manifest'")
+        return self
+
+    @property
+    def source(self) -> Path:
+        """The TOML file this configuration was read from."""
+        return self._source
 
     def store_rate(self, source_sfreq: float) -> float:
         """The store's sampling rate for a source recorded at ``source_sfreq`` Hz.
@@ -213,76 +427,135 @@ class SiteConfig:
         }
 
 
-_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+def site_config_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a site TOML file, from :class:`SiteConfig`.
+
+    Returns
+    -------
+    dict
+        The schema; ``docs/site-config.schema.json`` is this, written with ``indent=2``.
+    """
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **SiteConfig.model_json_schema()}
 
 
-class _Reader:
-    """Pops keys from a TOML table, so unknown keys can be reported at the end."""
-
-    def __init__(self, table: dict[str, Any], where: str, file: Path) -> None:
-        self.table = dict(table)
-        self.where = where
-        self.file = file
-
-    def fail(self, key: str, problem: str) -> SiteConfigError:
-        loc = f"{self.where}.{key}" if self.where else key
-        return SiteConfigError(f"{self.file}: `{loc}` {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *,
-            required: bool = False) -> Any:
-        if key not in self.table:
-            if required:
-                raise self.fail(key, "is required")
-            return default
-        value = self.table.pop(key)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {names}, got {value!r}")
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self.get(key, (list, str), None)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        if not all(isinstance(v, str) for v in value):
-            raise self.fail(key, f"must be a list of strings, got {value!r}")
-        return tuple(value)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None, *,
-               required: bool = False) -> str:
-        value = self.get(key, str, default, required=required)
-        if value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def regex(self, key: str, value: str) -> re.Pattern[str]:
-        try:
-            return re.compile(value)
-        except re.error as err:
-            raise self.fail(key, f"is not a valid regex ({err}): {value!r}") from None
-
-    def done(self) -> None:
-        if self.table:
-            keys = ", ".join(sorted(self.table))
-            raise SiteConfigError(f"{self.file}: unknown key(s) in "
-                                  f"[{self.where or 'top level'}]: {keys}")
+# ------------------------------------------------------------------------------ errors
+#: pydantic error types -> what today's messages call the expected type.
+_EXPECTED = {"string_type": "str", "float_type": "float", "bool_type": "bool",
+             "dict_type": "a table", "model_type": "a table", "tuple_type": "a list"}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le")}
 
 
-def _path(base: Path, value: str | None, root: Path | None = None) -> Path | None:
-    """Resolve a path of the config: ``$root/...`` is inside the layout root, other relative
-    paths are relative to the TOML file's folder."""
-    if value is None:
-        return None
-    if value.startswith("$root/") or value == "$root":
-        if root is None:
-            raise ValueError(value)
-        return (root / value[len("$root/"):]).resolve()
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """``('labels', 0, 'kind')`` -> ``labels[0].kind``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc
+                   ).lstrip(".")
+
+
+def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys of the table at ``loc`` (for "did you mean"); empty if not a table."""
+    model: type[BaseModel] = SiteConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        candidates = (field.annotation, *get_args(field.annotation)) if field else ()
+        nested = [t for t in candidates if get_origin(t) is None and isinstance(t, type)
+                  and issubclass(t, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _problem(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
+    """Key path and one-phrase problem of one pydantic error."""
+    loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx", {})
+    if kind == "value_error":
+        cause = ctx["error"]
+        return (loc + cause.loc if isinstance(cause, _KeyProblem) else loc), str(cause)
+    if kind == "missing":
+        return loc, "is required"
+    if kind in _EXPECTED:
+        return loc, f"must be {_EXPECTED[kind]}, got {error['input']!r}"
+    if kind == "literal_error":  # ctx["expected"] reads "'a', 'b' or 'c'"
+        choices = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))
+        return loc, f"must be one of {choices}; got {error['input']!r}"
+    if kind in _BOUNDS:
+        operator, bound = _BOUNDS[kind]
+        return loc, f"must be {operator} {ctx[bound]}; got {error['input']!r}"
+    if kind == "string_pattern_mismatch":
+        return loc, f"must match {ctx['pattern']}; got {error['input']!r}"
+    return loc, f"{error['msg'].removeprefix('Input ')}; got {error['input']!r}"
+
+
+def _site_config_error(err: ValidationError, file: Path) -> SiteConfigError:
+    """One line naming ``file``, the first problem's key and how many more there are."""
+    errors = [e for e in err.errors() if e["type"] != "default_factory_not_called"]
+    unknown: dict[tuple[str | int, ...], list[str]] = {}
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            unknown.setdefault(tuple(e["loc"][:-1]), []).append(str(e["loc"][-1]))
+    lines: list[str] = []
+    for e in errors:
+        if e["type"] != "extra_forbidden":
+            loc, problem = _problem(e)
+            lines.append(f"{file}: `{_dotted(loc)}` {problem}")
+        elif (table := tuple(e["loc"][:-1])) in unknown:
+            keys = [(k, difflib.get_close_matches(k, _keys_at(table), n=1))
+                    for k in sorted(unknown.pop(table))]
+            lines.append(f"{file}: unknown key(s) in [{_dotted(table) or 'top level'}]: "
+                         + ", ".join(f"{k} (did you mean {m[0]}?)" if m else k
+                                     for k, m in keys))
+    more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
+    return SiteConfigError(lines[0] + more)
+
+
+# ----------------------------------------------------------------------------- loading
+def _resolve(path: Path, base: Path, root: Path | None) -> Path:
+    """A config path: ``$root/...`` is inside the layout root, another relative path is
+    relative to the TOML file's folder ``base``."""
+    if root is not None and path.parts[:1] == (ROOT_PREFIX,):
+        return root.joinpath(*path.parts[1:]).resolve()
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _resolve_paths(config: SiteConfig, base: Path) -> SiteConfig:
+    """``config`` with its paths resolved (see :func:`_resolve`)."""
+    root = _resolve(config.layout.root, base, None)
+    labels = tuple(
+        label if label.path is None
+        else label.model_copy(update={"path": _resolve(label.path, base, root)})
+        for label in config.labels)
+    outcome = config.outcome if config.outcome.path is None else config.outcome.model_copy(
+        update={"path": _resolve(config.outcome.path, base, root)})
+    return config.model_copy(update={
+        "layout": config.layout.model_copy(update={"root": root}),
+        "labels": labels, "outcome": outcome})
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise SiteConfigError(f"{file}: site config not found")
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8-sig"))
+    except tomllib.TOMLDecodeError as err:
+        raise SiteConfigError(f"{file}: not valid TOML ({err})") from None
+
+
+def validate_site_config(data: dict[str, Any], file: Path) -> SiteConfig:
+    """Validate a parsed TOML mapping; its paths stay as written.
+
+    Raises
+    ------
+    SiteConfigError
+        Naming ``file`` and the first bad key.
+    """
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as err:
+        raise _site_config_error(err, file) from None
 
 
 def load_site_config(path: str | Path, *, root: str | Path | None = None) -> SiteConfig:
@@ -308,158 +581,30 @@ def load_site_config(path: str | Path, *, root: str | Path | None = None) -> Sit
         If the file is missing, is not TOML, or a key is missing, unknown or ill-typed.
     """
     file = Path(path).expanduser().resolve()
-    if not file.is_file():
-        raise SiteConfigError(f"{file}: site config not found")
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
-    except tomllib.TOMLDecodeError as err:
-        raise SiteConfigError(f"{file}: not valid TOML ({err})") from None
-    return parse_site_config(data, file, root=Path(root).expanduser().resolve() if root else None)
+    return parse_site_config(_read_toml(file), file,
+                             root=Path(root).expanduser().resolve() if root else None)
 
 
 def parse_site_config(data: dict[str, Any], file: Path, *, root: Path | None = None
                       ) -> SiteConfig:
-    """Validate an already parsed TOML mapping (see :func:`load_site_config`)."""
-    base = file.parent
-    top = _Reader(data, "", file)
-    name = top.get("name", str, required=True)
-    if not _SITE_NAME.match(name):
-        raise top.fail("name", f"must match {_SITE_NAME.pattern} (lower case); got {name!r}")
-    description = top.get("description", str, "")
-    mains_hz = top.get("mains_hz", float, 60.0)
-    if mains_hz not in (50.0, 60.0):
-        raise top.fail("mains_hz", f"must be 50 or 60; got {mains_hz}")
-    store_sfreq = top.get("store_sfreq", float, DEFAULT_STORE_SFREQ)
-    if not 64.0 <= store_sfreq <= 20000.0:
-        raise top.fail("store_sfreq", f"must be within 64..20000 Hz; got {store_sfreq}")
-    store_sfreq_max = top.get("store_sfreq_max", float, max(store_sfreq, DEFAULT_STORE_SFREQ_MAX))
-    if not store_sfreq <= store_sfreq_max <= 20000.0:
-        raise top.fail("store_sfreq_max", f"must be within store_sfreq..20000 Hz; got "
-                                          f"{store_sfreq_max}")
-    flat = top.get("flat_threshold_uv", float, 0.5)
+    """Validate an already parsed TOML mapping and resolve its paths.
 
-    lay = _Reader(top.get("layout", dict, required=True), "layout", file)
-    kind = lay.choice("kind", ("bids", "manifest"), required=True)
-    root_value = lay.get("root", str, None if root is not None else ...)
-    if root_value is ...:
-        raise lay.fail("root", "is required")
-    if root is None:
-        root = _path(base, root_value)
-    assert root is not None
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower()
-                 for e in lay.strings("extensions", LayoutConfig.extensions))
-    layout = LayoutConfig(
-        kind=kind, root=root, extensions=exts,
-        subjects=lay.strings("subjects"), sessions=lay.strings("sessions"),
-        tasks=lay.strings("tasks"), acquisitions=lay.strings("acquisitions"),
-        participants=lay.get("participants", str, "participants.tsv"),
-        manifest=lay.get("manifest", str, None),
-        file_column=lay.get("file_column", str, "file"),
-        subject_column=lay.get("subject_column", str, "subject"),
-        recording_column=lay.get("recording_column", str, None),
-        task_column=lay.get("task_column", str, None),
-        bad_column=lay.get("bad_column", str, None),
-        manifest_delimiter=lay.get("manifest_delimiter", str, ","),
-    )
-    lay.done()
-    if kind == "manifest" and not layout.manifest:
-        raise SiteConfigError(f"{file}: `layout.manifest` is required when layout.kind = 'manifest'")
+    Parameters
+    ----------
+    data : dict
+        The parsed TOML.
+    file : Path
+        The file it came from (error messages, relative paths, ``SiteConfig.source``).
+    root : Path, optional
+        Replaces ``layout.root`` (which may then be absent).
 
-    subject_ids = top.choice("subject_ids", ("source", "hash"),
-                             "hash" if kind == "manifest" else "source")
-    hash_salt = top.get("hash_salt", str, "")
-
-    ch = _Reader(top.get("channels", dict, {}), "channels", file)
-    types = ch.get("types", dict, {})
-    for raw, typ in types.items():
-        if typ not in CHANNEL_TYPES:
-            raise ch.fail(f"types.{raw}", f"must be one of {', '.join(CHANNEL_TYPES)}; got {typ!r}")
-    patterns = []
-    for i, item in enumerate(ch.get("type_patterns", list, [])):
-        if not (isinstance(item, list) and len(item) == 2 and item[1] in CHANNEL_TYPES):
-            raise ch.fail(f"type_patterns[{i}]", "must be [regex, type] with a known type")
-        ch.regex(f"type_patterns[{i}]", item[0])
-        patterns.append((item[0], item[1]))
-    channels = ChannelConfig(
-        strip_prefixes=ch.strings("strip_prefixes", ChannelConfig.strip_prefixes),
-        strip_suffixes=ch.strings("strip_suffixes", ChannelConfig.strip_suffixes),
-        case_sensitive=ch.get("case_sensitive", bool, False),
-        rename=dict(ch.get("rename", dict, {})),
-        types=dict(types),
-        type_patterns=tuple(patterns),
-        default_type=ch.choice("default_type", CHANNEL_TYPES, "seeg"),
-    )
-    ch.done()
-
-    labels = []
-    for i, raw in enumerate(top.get("labels", list, [])):
-        if not isinstance(raw, dict):
-            raise top.fail(f"labels[{i}]", "must be a table ([[labels]])")
-        lab = _Reader(raw, f"labels[{i}]", file)
-        lkind = lab.choice("kind", LABEL_KINDS, required=True)
-        src = LabelSource(
-            kind=lkind,
-            target=lab.choice("target", ("soz", "resected"), "soz"),
-            soz_tokens=tuple(t.lower() for t in lab.strings("soz_tokens", ("soz",))),
-            resected_tokens=tuple(t.lower() for t in lab.strings("resected_tokens",
-                                                                 ("resect", "resected"))),
-            table=lab.choice("table", ("channels", "electrodes"), "channels"),
-            column=lab.get("column", str, None),
-            true_values=tuple(v.lower() for v in lab.strings("true_values",
-                                                             LabelSource.true_values)),
-            false_values=tuple(v.lower() for v in lab.strings("false_values", ())),
-            path=_path(base, lab.get("path", str, None), root),
-            subject_column=lab.get("subject_column", str, "subject"),
-            soz_column=lab.get("soz_column", str, None),
-            resected_column=lab.get("resected_column", str, None),
-            delimiter=lab.get("delimiter", str, None),
-            trial_type=lab.get("trial_type", str, None),
-        )
-        lab.done()
-        if lkind in ("column", "events") and not src.column:
-            raise lab.fail("column", f"is required for kind = {lkind!r}")
-        if lkind == "external" and src.path is None:
-            raise lab.fail("path", "is required for kind = 'external'")
-        if lkind in ("external", "manifest") and not (src.soz_column or src.resected_column):
-            raise lab.fail("soz_column", "or resected_column is required")
-        if lkind == "manifest" and kind != "manifest":
-            raise lab.fail("kind", "'manifest' labels need layout.kind = 'manifest'")
-        labels.append(src)
-
-    ev = _Reader(top.get("events", dict, {}), "events", file)
-    rules = []
-    for i, raw in enumerate(ev.get("rules", list, [])):
-        if not isinstance(raw, dict):
-            raise ev.fail(f"rules[{i}]", "must be a table ([[events.rules]])")
-        r = _Reader(raw, f"events.rules[{i}]", file)
-        rname = r.get("name", str, f"rule{i}")
-        rkind = r.choice("kind", EVENT_KINDS, required=True)
-        pattern = r.regex("pattern", r.get("pattern", str, required=True))
-        r.done()
-        rules.append(EventRule(name=rname, kind=rkind, pattern=pattern))
-    ignore = tuple(ev.regex("ignore", p) for p in ev.strings("ignore", DEFAULT_EVENT_IGNORE))
-    events = EventConfig(rules=tuple(rules), ignore=ignore,
-                         onset_channels_column=ev.get("onset_channels_column", str, None))
-    ev.done()
-
-    oc = _Reader(top.get("outcome", dict, {}), "outcome", file)
-    outcome = OutcomeConfig(
-        table=oc.choice("table", ("participants", "manifest", "external", "none"), "none"),
-        path=_path(base, oc.get("path", str, None), root),
-        subject_column=oc.get("subject_column", str, "participant_id"),
-        outcome_column=oc.get("outcome_column", str, None),
-        engel_column=oc.get("engel_column", str, None),
-        ilae_column=oc.get("ilae_column", str, None),
-    )
-    oc.done()
-    if outcome.table == "external" and outcome.path is None:
-        raise SiteConfigError(f"{file}: `outcome.path` is required when outcome.table = 'external'")
-    top.done()
-
-    return SiteConfig(
-        name=name, source=file, layout=layout, mains_hz=mains_hz, store_sfreq=store_sfreq,
-        store_sfreq_max=store_sfreq_max,
-        subject_ids=subject_ids, hash_salt=hash_salt, description=description,
-        channels=channels, labels=tuple(labels), events=events, outcome=outcome,
-        flat_threshold_uv=flat,
-    )
+    Returns
+    -------
+    SiteConfig
+        The validated configuration with absolute paths.
+    """
+    if root is not None and isinstance(data.get("layout"), dict):
+        data = {**data, "layout": {**data["layout"], "root": str(root)}}
+    config = _resolve_paths(validate_site_config(data, file), file.parent)
+    config._source = file
+    return config

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from sozstore.etl.channels import ChannelKey, canonical_name, expand_contacts, match_contacts
 from sozstore.etl.config import ChannelConfig, LabelSource, SiteConfig

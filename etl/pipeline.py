@@ -40,8 +40,13 @@ from tqdm.auto import tqdm
 
 import sozstore
 from sozstore._logging import logger
-from sozstore.etl.channels import (ChannelKey, canonical_keys, canonical_name, infer_types,
-                                   split_contact)
+from sozstore.etl.channels import (
+    ChannelKey,
+    canonical_keys,
+    canonical_name,
+    infer_types,
+    split_contact,
+)
 from sozstore.etl.config import SiteConfig
 from sozstore.etl.discover import RecordingSpec, discover
 from sozstore.etl.dsp import NOTCH_Q, ResamplePlan
@@ -50,9 +55,10 @@ from sozstore.etl.labels import cached_rows, derive_labels, external_row
 from sozstore.etl.outcome import normalise_outcome
 from sozstore.etl.readers import RecordingError, SourceRecording, open_recording
 from sozstore.etl.tables import TableError, read_rows
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import clean_temporaries
-from sozstore.store.catalog import read_table, to_table, write_fragment
-from sozstore.store.layout import StoreLayout
+from sozstore.store.catalog import to_table, write_fragment
 from sozstore.store.signals import SignalWriter
 
 #: Bumped when the ETL changes what it writes for the same inputs (forces re-ingest).
@@ -168,10 +174,10 @@ def source_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_up_to_date(layout: StoreLayout, spec: RecordingSpec, fingerprint: str) -> bool:
+def is_up_to_date(store: Store, spec: RecordingSpec, fingerprint: str) -> bool:
     """Whether the store already holds ``spec`` ingested from the same inputs."""
-    frag = layout.fragment("recordings", spec.site, spec.subject, spec.recording_id)
-    if not frag.exists() or not layout.zarr_path(spec.site, spec.recording_id).exists():
+    frag = store.fragment("recordings", spec.site, spec.subject, spec.recording_id)
+    if not frag.exists() or not store.zarr_path(spec.site, spec.recording_id).exists():
         return False
     try:
         stored = pq.read_table(frag, columns=["inputs_fingerprint"]).column(0).to_pylist()
@@ -229,7 +235,7 @@ def _check_tsv_agreement(rec: SourceRecording, rows: list[dict[str, str | None]]
     if any(n is None for n in names):
         raise RecordingError(tsv, "channels.tsv has rows without a name")
     file_names = set(rec.names)
-    tsv_names = set(n for n in names if n is not None)
+    tsv_names = {n for n in names if n is not None}
     if file_names != tsv_names or len(names) != len(rec.names):
         only_file = sorted(file_names - tsv_names)
         only_tsv = sorted(tsv_names - file_names)
@@ -264,20 +270,35 @@ def _event_rows(spec: RecordingSpec, rec: SourceRecording,
     return rec.annotations()
 
 
-def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path, *,
+@fill_doc
+def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: StoreLike, *,
                      fingerprint: str | None = None, progress: bool = True,
                      position: int = 0) -> RecordingResult:
     """Ingest one recording into the store (see the module docstring).
 
     Never raises for bad input: problems come back in the result's messages, with status
     ``failed`` when nothing was written.
+
+    Parameters
+    ----------
+    spec : RecordingSpec
+        The recording, as discovered.
+    config : SiteConfig
+        Its site's config.
+    %(store)s
+    fingerprint : str, optional
+        Its inputs' fingerprint, when the caller computed it already.
+    progress : bool
+        Show a progress bar.
+    position : int
+        The progress bar's line (one per worker).
     """
     start_time = time.perf_counter()
     result = RecordingResult(spec.recording_id, spec.source_path, "ingested")
     writer: SignalWriter | None = None
     rec: SourceRecording | None = None
     try:
-        layout = StoreLayout(store)
+        store = Store.open(store)
         fingerprint = fingerprint or inputs_fingerprint(spec, config)
         rec = open_recording(spec.path)
         try:
@@ -330,7 +351,7 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
         params = {**config.fingerprint_params(), "notch_q": NOTCH_Q,
                   "notch_width": "constant", "resample_up": plan.up,
                   "resample_down": plan.down, "source_sfreq": rec.sfreq}
-        zpath = layout.zarr_path(spec.site, spec.recording_id)
+        zpath = store.zarr_path(spec.site, spec.recording_id)
         writer = SignalWriter(zpath, n_channels=n_ch, n_samples=n_out, sfreq=store_sfreq,
                               attrs={
                                   "recording_id": spec.recording_id, "site": spec.site,
@@ -373,7 +394,8 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
             elif std[i] < config.flat_threshold_uv:
                 labels.bad[i] = True
                 labels.bad_reason[i] = _join(labels.bad_reason[i], f"flat (sd {std[i]:.3g} uV)")
-        flat = [keys[i].channel for i in range(n_ch) if count[i] and std[i] < config.flat_threshold_uv]
+        flat = [keys[i].channel for i in range(n_ch)
+                if count[i] and std[i] < config.flat_threshold_uv]
         if flat:
             result.messages.append(f"flat channel(s) marked bad: {', '.join(flat[:8])}"
                                    + (" ..." if len(flat) > 8 else ""))
@@ -397,13 +419,13 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
                 "resected": labels.resected[i], "label_source": labels.source[i],
                 "x": x, "y": y, "z": z,
             })
-        write_fragment(layout, "channels", to_table("channels", channel_rows), site=spec.site,
+        write_fragment(store, "channels", to_table("channels", channel_rows), site=spec.site,
                        subject=spec.subject, part=spec.recording_id)
         event_rows = [{**common, "onset_s": e.onset_s, "duration_s": e.duration_s,
                        "kind": e.kind, "raw_text": e.raw_text, "rule": e.rule,
                        "in_recording": 0.0 <= e.onset_s <= duration_src + 1e-6}
                       for e in events]
-        write_fragment(layout, "events", to_table("events", event_rows), site=spec.site,
+        write_fragment(store, "events", to_table("events", event_rows), site=spec.site,
                        subject=spec.subject, part=spec.recording_id)
         rec_row = {
             **common, "session": spec.session, "task": spec.task,
@@ -414,11 +436,11 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: str | Path,
             "n_bad": int(sum(labels.bad)),
             "bandwidth_hz": 0.5 * min(rec.sfreq, store_sfreq),
             "mains_hz": config.mains_hz,
-            "zarr_path": zpath.relative_to(layout.root).as_posix(),
+            "zarr_path": store.relative(zpath),
             "inputs_fingerprint": fingerprint, "sozstore_version": sozstore.__version__,
             "warnings": list(result.messages),
         }
-        write_fragment(layout, "recordings", to_table("recordings", [rec_row]), site=spec.site,
+        write_fragment(store, "recordings", to_table("recordings", [rec_row]), site=spec.site,
                        subject=spec.subject, part=spec.recording_id)
         result.n_channels = n_ch
         result.duration_s = n_out / store_sfreq
@@ -474,15 +496,14 @@ def _outcome_rows(config: SiteConfig, specs: list[RecordingSpec]) -> dict[str, d
     return out
 
 
-def write_site_tables(config: SiteConfig, store: str | Path, specs: list[RecordingSpec]) -> None:
+def write_site_tables(config: SiteConfig, store: Store, specs: list[RecordingSpec]) -> None:
     """Write ``subjects``, ``contacts`` and ``sites`` for a site from its catalog fragments.
 
     Each file is rewritten only if its content changed.
     """
-    layout = StoreLayout(store)
     site = config.name
-    channels = read_table(layout.root, "channels").filter(pl.col("site") == site)
-    recordings = read_table(layout.root, "recordings").filter(pl.col("site") == site)
+    channels = store.read("channels").filter(pl.col("site") == site)
+    recordings = store.read("recordings").filter(pl.col("site") == site)
     contacts = (
         channels.group_by("subject", "channel")
         .agg(
@@ -508,17 +529,17 @@ def write_site_tables(config: SiteConfig, store: str | Path, specs: list[Recordi
     subjects = sorted(set(recordings["subject"].to_list()))
     for subject in subjects:
         sub_contacts = contacts.filter(pl.col("subject") == subject)
-        write_fragment(layout, "contacts", to_table("contacts", sub_contacts.to_dicts()),
+        write_fragment(store, "contacts", to_table("contacts", sub_contacts.to_dicts()),
                        site=site, subject=subject, part="contacts", if_changed=True)
         oc = outcomes.get(subject, {})
         row = {"site": site, "subject": subject, **oc,
                "n_recordings": recordings.filter(pl.col("subject") == subject).height,
                "n_label_conflicts": int(sub_contacts["conflict"].sum() or 0),
                "label_rule": LABEL_RULE}
-        write_fragment(layout, "subjects", to_table("subjects", [row]), site=site,
+        write_fragment(store, "subjects", to_table("subjects", [row]), site=site,
                        subject=subject, part="subject", if_changed=True)
     config_sha = hashlib.sha256(config.source.read_bytes()).hexdigest()
-    write_fragment(layout, "sites", to_table("sites", [{
+    write_fragment(store, "sites", to_table("sites", [{
         "site": site, "description": config.description, "layout": config.layout.kind,
         "mains_hz": config.mains_hz, "store_sfreq": config.store_sfreq,
         "n_subjects": len(subjects), "n_recordings": recordings.height,
@@ -532,7 +553,8 @@ def _init_worker() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
+@fill_doc
+def run_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
              executor: Executor | None = None, progress: bool = True,
              on_result: Callable[[RecordingResult], None] | None = None) -> RunReport:
     """Run the ETL for one site.
@@ -541,8 +563,8 @@ def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
     ----------
     config : SiteConfig
         The validated site config.
-    store : str | Path
-        The store root (created if missing).
+    %(store)s
+        Its root is created if missing.
     workers : int
         Recordings ingested in parallel by a local process pool (1 = in this process).
     executor : concurrent.futures.Executor, optional
@@ -553,12 +575,17 @@ def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
     on_result : callable, optional
         Called with each :class:`RecordingResult` as it completes.
     """
-    layout = StoreLayout(store)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    removed = clean_temporaries(layout.root)
+    from sozstore.etl.features.registry import feature_tables
+
+    store = Store.open(store)
+    store.root.mkdir(parents=True, exist_ok=True)
+    removed = clean_temporaries(store.root)
     if removed:
         logger.info("removed %d temporaries of an interrupted run", len(removed))
-    report = RunReport(site=config.name, store=str(layout.root), results=[])
+    # the feature tables' schemas, so that a store without features yet has typed (empty)
+    # feature views and named queries answer (store/store.py, "How the store knows ...")
+    store.declare_feature_tables(feature_tables())
+    report = RunReport(site=config.name, store=str(store.root), results=[])
     try:
         specs = discover(config)
     except (FileNotFoundError, ValueError, TableError) as err:
@@ -577,7 +604,7 @@ def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
             report.results.append(RecordingResult(spec.recording_id, spec.source_path,
                                                   "failed", [f"cannot read: {err}"]))
             continue
-        if is_up_to_date(layout, spec, fp):
+        if is_up_to_date(store, spec, fp):
             report.results.append(RecordingResult(spec.recording_id, spec.source_path,
                                                   "up to date"))
         else:
@@ -594,7 +621,7 @@ def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
         pool = executor or ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                                initializer=_init_worker)
         try:
-            futures = {pool.submit(ingest_recording, spec, config, layout.root, fingerprint=fp,
+            futures = {pool.submit(ingest_recording, spec, config, store, fingerprint=fp,
                                    progress=progress, position=i % max(workers, 1)): spec
                        for i, (spec, fp) in enumerate(todo)}
             for fut in as_completed(futures):
@@ -609,11 +636,11 @@ def run_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
                 pool.shutdown()
     else:
         for spec, fp in todo:
-            record(ingest_recording(spec, config, layout.root, fingerprint=fp,
+            record(ingest_recording(spec, config, store, fingerprint=fp,
                                     progress=progress))
     report.results.sort(key=lambda r: r.recording_id)
     try:
-        write_site_tables(config, layout.root, specs)
+        write_site_tables(config, store, specs)
     except (TableError, OSError) as err:
         report.site_errors.append(f"FAILED site tables: {err}")
     return report

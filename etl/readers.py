@@ -100,7 +100,7 @@ def open_recording(path: str | Path) -> SourceRecording:
                 raw = mne.io.read_raw_fif(path, preload=False, verbose="ERROR")
     except RecordingError:
         raise
-    except Exception as err:  # MNE raises many types for malformed files
+    except Exception as err:  # noqa: BLE001 - MNE raises many types for malformed files
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecordingError(path, f"unreadable {fmt} file: {msg}") from None
     finally:

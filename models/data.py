@@ -20,13 +20,13 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from sozstore.store.catalog import read_table
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 from sozstore.store.duck import connect
 
 BANDS = ("delta", "theta", "alpha", "beta", "gamma", "ripple", "fast_ripple")
@@ -49,7 +49,8 @@ class RecordingInfo:
     onsets_s: tuple[float, ...]      # seizure onsets inside the recording
 
 
-def recording_table(store: str | Path, *, subjects: list[str] | None = None,
+@fill_doc
+def recording_table(store: StoreLike, *, subjects: list[str] | None = None,
                     clip_s: float = 5.0, labels: pl.DataFrame | None = None
                     ) -> list[RecordingInfo]:
     """Recordings of the given subjects (``site/subject`` keys) with their model channels.
@@ -58,12 +59,23 @@ def recording_table(store: str | Path, *, subjects: list[str] | None = None,
     (the subject-level rule, see docs/etl.md) so every recording of a patient carries the same
     targets, or from ``labels`` (columns site, subject, channel, soz) when given (e.g. the
     shuffled labels of a leak control).
+
+    Parameters
+    ----------
+    %(store)s
+    subjects : list of str, optional
+        ``site/subject`` keys (default: every subject).
+    clip_s : float
+        Clip length in seconds (a recording's ``n_clips`` counts whole clips).
+    labels : polars.DataFrame, optional
+        Labels that replace those of ``contacts``.
     """
-    recs = read_table(store, "recordings")
-    channels = read_table(store, "channels")
-    source = labels if labels is not None else read_table(store, "contacts")
+    store = Store.open(store)
+    recs = store.read("recordings")
+    channels = store.read("channels")
+    source = labels if labels is not None else store.read("contacts")
     contacts = source.select("site", "subject", "channel", pl.col("soz").alias("label"))
-    events = read_table(store, "events").filter(pl.col("kind") == "onset",
+    events = store.read("events").filter(pl.col("kind") == "onset",
                                                 pl.col("in_recording"))
     if subjects is not None:
         keys = set(subjects)
@@ -89,9 +101,15 @@ def recording_table(store: str | Path, *, subjects: list[str] | None = None,
     return out
 
 
-def subject_keys(store: str | Path) -> pl.DataFrame:
-    """One row per subject: ``key`` (``site/subject``), site, subject, n SOZ contacts."""
-    contacts = read_table(store, "contacts")
+@fill_doc
+def subject_keys(store: StoreLike) -> pl.DataFrame:
+    """One row per subject: ``key`` (``site/subject``), site, subject, n SOZ contacts.
+
+    Parameters
+    ----------
+    %(store)s
+    """
+    contacts = Store.open(store).read("contacts")
     return (contacts.group_by("site", "subject")
             .agg(pl.col("soz").sum().alias("n_soz"), pl.len().alias("n_contacts"))
             .with_columns((pl.col("site") + "/" + pl.col("subject")).alias("key"))
@@ -112,17 +130,18 @@ def _robust_normalise(x: NDArray[np.float32], valid: NDArray[np.bool_]) -> NDArr
     return out.astype(np.float32)
 
 
-def _table_for(store: Path, table: str, info: RecordingInfo, columns: str) -> pl.DataFrame:
-    """One recording's rows of a feature table at its current version, read straight from
-    the subject's partition file (row-group statistics skip the other recordings)."""
+def _table_for(store: Store, table: str, info: RecordingInfo, columns: str) -> pl.DataFrame:
+    """One recording's rows of a feature table at its current version (as the store
+    records it), read straight from the subject's partition file (row-group statistics skip
+    the other recordings)."""
     import pyarrow.parquet as pq
 
-    from sozstore.etl.features.engine import partition_path
-    from sozstore.etl.features.registry import FEATURE_SETS, TABLE_TO_SET
-
-    version = FEATURE_SETS[TABLE_TO_SET[table]].version
-    path = partition_path(store, table, version, info.site, info.subject)
+    version = store.current_feature_version(table)
     cols = [c.strip() for c in columns.split(",")]
+    if version is None:
+        raise FileNotFoundError(f"{store.feature_dir(table)}: no {table} features for "
+                                f"{info.recording_id}; run `sozstore features` first")
+    path = store.feature_path(table, version, info.site, info.subject)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no {table} features for {info.recording_id}; run "
                                 "`sozstore features` first")
@@ -131,9 +150,8 @@ def _table_for(store: Path, table: str, info: RecordingInfo, columns: str) -> pl
 
 
 @functools.lru_cache(maxsize=4)
-def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
+def _clip_features_cached(store: Store, info: RecordingInfo, clip_s: float
                           ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    root = Path(store)
     n_ch, n_clips = len(info.channels), info.n_clips
     index = {c: i for i, c in enumerate(info.channels)}
     feats = np.full((n_ch, n_clips, N_CLIP_FEATURES), np.nan, dtype=np.float32)
@@ -150,7 +168,7 @@ def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
         feats[ch[keep], clip[keep], offset:offset + len(cols)] = transform(values[keep])
 
     with np.errstate(all="ignore"):
-        bp = _table_for(root, "bandpower", info, "channel, clip_start_s, valid, " +
+        bp = _table_for(store, "bandpower", info, "channel, clip_start_s, valid, " +
                         ", ".join(BANDS) + ", line_length, variance, skewness, kurtosis")
         if not bp.is_empty():
             ch = np.array([index.get(c, -1) for c in bp["channel"].to_list()])
@@ -159,12 +177,12 @@ def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
             valid[ch[keep], clip[keep]] = bp["valid"].to_numpy()[keep]
         place(bp, [*BANDS, "line_length", "variance"], 0, lambda v: np.log(v + 1e-6))
         place(bp, ["skewness", "kurtosis"], len(BANDS) + 2, lambda v: v)
-        sp = _table_for(root, "spikes", info, "channel, clip_start_s, spike_count")
+        sp = _table_for(store, "spikes", info, "channel, clip_start_s, spike_count")
         place(sp, ["spike_count"], len(BANDS) + 4, np.log1p)
-        hf = _table_for(root, "hfo", info, "channel, clip_start_s, ripple_count, "
+        hf = _table_for(store, "hfo", info, "channel, clip_start_s, ripple_count, "
                                            "fast_ripple_count")
         place(hf, ["ripple_count", "fast_ripple_count"], len(BANDS) + 5, np.log1p)
-        wpt = _table_for(root, "wpt", info, "channel, clip_start_s, log_energy, relative_energy")
+        wpt = _table_for(store, "wpt", info, "channel, clip_start_s, log_energy, relative_energy")
         if not wpt.is_empty():
             ch = np.array([index.get(c, -1) for c in wpt["channel"].to_list()])
             clip = np.rint(wpt["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
@@ -177,24 +195,33 @@ def _clip_features_cached(store: str, info: RecordingInfo, clip_s: float
     return _robust_normalise(feats, valid), valid
 
 
-def clip_features(store: str | Path, info: RecordingInfo, *, clip_s: float = 5.0
+@fill_doc
+def clip_features(store: StoreLike, info: RecordingInfo, *, clip_s: float = 5.0
                   ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Normalised per-clip features of a recording's model channels.
+
+    Parameters
+    ----------
+    %(store)s
+    info : RecordingInfo
+        The recording and its model channels.
+    clip_s : float
+        Clip length in seconds.
 
     Returns
     -------
     features : array of shape (n_channels, n_clips, N_CLIP_FEATURES), float32
     valid : array of shape (n_channels, n_clips), bool
     """
-    return _clip_features_cached(str(Path(store).resolve()), info, clip_s)
+    return _clip_features_cached(Store.open(store), info, clip_s)
 
 
 @functools.lru_cache(maxsize=4)
-def _adjacency_cached(store: str, info: RecordingInfo, clip_s: float) -> NDArray[np.float32]:
+def _adjacency_cached(store: Store, info: RecordingInfo, clip_s: float) -> NDArray[np.float32]:
     n_ch, n_clips = len(info.channels), info.n_clips
     index = {c: i for i, c in enumerate(info.channels)}
     adj = np.zeros((n_clips, n_ch, n_ch), dtype=np.float32)
-    frame = _table_for(Path(store), "adjacency", info, "clip_start_s, channel_i, channel_j, r")
+    frame = _table_for(store, "adjacency", info, "clip_start_s, channel_i, channel_j, r")
     if frame.is_empty():
         return adj
     # names -> row indices without a Python loop (millions of edges per recording)
@@ -210,16 +237,36 @@ def _adjacency_cached(store: str, info: RecordingInfo, clip_s: float) -> NDArray
     return adj
 
 
-def clip_adjacency(store: str | Path, info: RecordingInfo, *, clip_s: float = 5.0
+@fill_doc
+def clip_adjacency(store: StoreLike, info: RecordingInfo, *, clip_s: float = 5.0
                    ) -> NDArray[np.float32]:
-    """Pearson correlation between the model channels per clip, (n_clips, n_ch, n_ch)."""
-    return _adjacency_cached(str(Path(store).resolve()), info, clip_s)
+    """Pearson correlation between the model channels per clip, (n_clips, n_ch, n_ch).
+
+    Parameters
+    ----------
+    %(store)s
+    info : RecordingInfo
+        The recording and its model channels.
+    clip_s : float
+        Clip length in seconds.
+    """
+    return _adjacency_cached(Store.open(store), info, clip_s)
 
 
-def channel_table(store: str | Path, *, clip_s: float = 5.0,
+@fill_doc
+def channel_table(store: StoreLike, *, clip_s: float = 5.0,
                   labels: pl.DataFrame | None = None) -> pl.DataFrame:
-    """See :func:`_channel_table`; ``labels`` (site, subject, channel, soz) replace ``soz``."""
-    table = _channel_table(str(Path(store).resolve()), clip_s)
+    """See :func:`_channel_table`; ``labels`` (site, subject, channel, soz) replace ``soz``.
+
+    Parameters
+    ----------
+    %(store)s
+    clip_s : float
+        Clip length in seconds (spike rates per minute use it).
+    labels : polars.DataFrame, optional
+        Labels that replace the ``soz`` column.
+    """
+    table = _channel_table(Store.open(store), clip_s)
     if labels is None:
         return table
     return table.drop("soz").join(labels.select("site", "subject", "channel", "soz"),
@@ -227,7 +274,7 @@ def channel_table(store: str | Path, *, clip_s: float = 5.0,
 
 
 @functools.lru_cache(maxsize=4)
-def _channel_table(store: str, clip_s: float) -> pl.DataFrame:
+def _channel_table(store: Store, clip_s: float) -> pl.DataFrame:
     """Per-channel aggregates of the default features for every subject (SVM, baselines).
 
     One row per (site, subject, channel) of good SEEG/ECoG contacts with their
@@ -272,13 +319,27 @@ def _channel_table(store: str, clip_s: float) -> pl.DataFrame:
     return frame.with_columns((pl.col("site") + "/" + pl.col("subject")).alias("key"))
 
 
-def onset_windows(store: str | Path, info: RecordingInfo, *, pre_s: float = 20.0,
+@fill_doc
+def onset_windows(store: StoreLike, info: RecordingInfo, *, pre_s: float = 20.0,
                   post_s: float = 25.0, sfreq: float = 250.0
                   ) -> list[tuple[NDArray[np.float64], float]]:
     """Signal around each seizure onset of a recording, decimated to ``sfreq``.
 
-    Returns ``[(x, onset_s), ...]`` with ``x`` (n_channels, n_samples) of the model channels
-    and ``onset_s`` the onset's time from the start of ``x``.
+    Parameters
+    ----------
+    %(store)s
+    info : RecordingInfo
+        The recording, its model channels and onsets.
+    pre_s, post_s : float
+        Seconds before and after each onset.
+    sfreq : float
+        Target rate (Hz), reached by decimating by the nearest integer factor.
+
+    Returns
+    -------
+    list of (array, float)
+        ``[(x, onset_s), ...]`` with ``x`` (n_channels, n_samples) of the model channels
+        and ``onset_s`` the onset's time from the start of ``x``.
     """
     from scipy import signal
 
@@ -286,7 +347,7 @@ def onset_windows(store: str | Path, info: RecordingInfo, *, pre_s: float = 20.0
 
     if not info.onsets_s:
         return []
-    sig = open_signals(Path(store) / info.zarr_path)
+    sig = open_signals(Store.open(store).signal_path(info.zarr_path))
     factor = max(1, int(round(sig.sfreq / sfreq)))
     out = []
     for onset in info.onsets_s:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +29,15 @@ from numpy.typing import NDArray
 from scipy import signal
 from torch.utils.data import IterableDataset, get_worker_info
 
-from sozstore.models.data import (BANDS, N_CLIP_FEATURES, RecordingInfo, clip_adjacency,
-                                  clip_features)
+from sozstore.models.data import (
+    BANDS,
+    N_CLIP_FEATURES,
+    RecordingInfo,
+    clip_adjacency,
+    clip_features,
+)
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 from sozstore.store.signals import open_signals
 
 
@@ -88,17 +95,26 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+@fill_doc
 class _WindowDataset(IterableDataset):
-    """Shared sharding, shuffling and epoch logic (see the module docstring)."""
+    """Shared sharding, shuffling and epoch logic (see the module docstring).
+
+    Parameters
+    ----------
+    %(store)s
+        Opened once here; every sample reads through it (it pickles to workers).
+    recordings : sequence of RecordingInfo
+        The recordings to walk (:func:`~sozstore.models.data.recording_table`).
+    """
 
     window: int = 1
 
-    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+    def __init__(self, store: StoreLike, recordings: Sequence[RecordingInfo], *,
                  seed: int = 0, shuffle: bool = True, random_offsets: bool = True,
                  equalize: bool = False, rank: int | None = None,
                  world_size: int | None = None, augment: bool = False) -> None:
         super().__init__()
-        self.store = str(Path(store).resolve())
+        self.store = Store.open(store)
         self.recordings = list(recordings)
         self.seed = seed
         self.shuffle = shuffle
@@ -172,7 +188,7 @@ class _WindowDataset(IterableDataset):
 class _ClipFeatureDataset(_WindowDataset):
     """Windows of ``window`` consecutive clips of the per-clip feature matrix."""
 
-    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+    def __init__(self, store: StoreLike, recordings: Sequence[RecordingInfo], *,
                  window: int, clip_s: float = 5.0, **kwargs: Any) -> None:
         super().__init__(store, recordings, **kwargs)
         self.window = window
@@ -190,7 +206,7 @@ class ClipSequenceDataset(_ClipFeatureDataset):
     (NaN = unknown), ``valid`` (n_chans, n_clips) and ``meta``.
     """
 
-    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+    def __init__(self, store: StoreLike, recordings: Sequence[RecordingInfo], *,
                  n_clips: int = 25, clip_s: float = 5.0, **kwargs: Any) -> None:
         super().__init__(store, recordings, window=n_clips, clip_s=clip_s, **kwargs)
 
@@ -217,7 +233,7 @@ class GraphSequenceDataset(_ClipFeatureDataset):
     Pearson r, ``y`` (n_chans) and ``meta``.
     """
 
-    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+    def __init__(self, store: StoreLike, recordings: Sequence[RecordingInfo], *,
                  n_steps: int = 12, clip_s: float = 5.0, **kwargs: Any) -> None:
         super().__init__(store, recordings, window=n_steps, clip_s=clip_s, **kwargs)
 
@@ -250,7 +266,7 @@ class RawWindowDataset(_WindowDataset):
     ``y`` (n_chans) and ``meta``.
     """
 
-    def __init__(self, store: str | Path, recordings: Sequence[RecordingInfo], *,
+    def __init__(self, store: StoreLike, recordings: Sequence[RecordingInfo], *,
                  n_steps: int = 45, sfreq_out: float = 200.0, **kwargs: Any) -> None:
         super().__init__(store, [r for r in recordings if r.onsets_s], **kwargs)
         self.window = n_steps
@@ -272,7 +288,7 @@ class RawWindowDataset(_WindowDataset):
             jitter = int(rng.integers(1, 15))
         else:
             jitter = 7
-        sig = open_signals(Path(self.store) / rec.zarr_path)
+        sig = open_signals(self.store.signal_path(rec.zarr_path))
         start = onset - 15.0 - jitter
         start = float(np.clip(start, 0.0, max(0.0, sig.duration - self.window)))
         data = sig.read(start, start + self.window, list(rec.channels)).astype(np.float64)

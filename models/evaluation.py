@@ -294,7 +294,7 @@ class Scored:
 
     @classmethod
     def of(cls, frame: pl.DataFrame, threshold: float, *, label: str = "label",
-           score: str = "score") -> "Scored":
+           score: str = "score") -> Scored:
         frame = frame.filter(pl.col(label).is_not_null() & pl.col(score).is_finite()
                              ).sort("key", maintain_order=True)
         keys, values, _ = per_patient_values(frame, threshold, label=label, score=score)

@@ -39,23 +39,21 @@ Variant implemented (the paper's)
   each seizure onset (the peri-ictal heat map the paper reads the SOZ from), then averaged
   over the patient's seizures (:class:`FragilityBaseline`).
 
-The array functions do no I/O; :class:`FragilityBaseline` reads peri-ictal signals through
-:mod:`sozstore.models.data` exactly as the EI baseline does.
+The array functions do no I/O; :class:`FragilityBaseline` gets its peri-ictal signals from
+the :class:`~sozstore.models.estimator.CohortData` it is given, exactly as the EI baseline
+does.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, overload
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from sozstore.models.data import channel_table, onset_windows, recording_table
-from sozstore.store.catalog import read_table
-
-KEY_COLUMNS = ["key", "site", "subject", "channel"]
+from sozstore.models.configs import FragilityConfig
+from sozstore.models.estimator import KEY_COLUMNS, CohortData, EstimatorBase
 
 Perturbation = Literal["column", "row"]
 Structure = Literal["real", "complex"]
@@ -388,7 +386,7 @@ def fragility_score(fragility: NDArray[np.floating], times: NDArray[np.floating]
 
 
 # --------------------------------------------------------------------------- estimator
-class FragilityBaseline:
+class FragilityBaseline(EstimatorBase):
     """Neural fragility of each contact around each seizure onset (no training).
 
     For each recording of a patient with seizure onsets, the signal from ``pre_s`` before to
@@ -401,6 +399,8 @@ class FragilityBaseline:
 
     Parameters
     ----------
+    config : FragilityConfig, optional
+        The hyper-parameters below (keyword arguments build one when it is omitted).
     pre_s, post_s : float
         Seconds before and after the onset (at least 10 s in all: ``onset_windows`` skips
         shorter segments). The paper reads the SOZ from the peri-ictal heat map; the span
@@ -427,29 +427,21 @@ class FragilityBaseline:
         Per-channel scaling of each peri-ictal segment (:func:`fragility_map`).
     """
 
-    def __init__(self, pre_s: float = 10.0, post_s: float = 10.0, sfreq: float = 1000.0,
-                 window_s: float = 0.25, step_s: float = 0.125, ridge: float = 1e-4,
-                 n_angles: int = 51, n_eig_angles: int = 4,
-                 perturbation: Perturbation = "column", standardise: bool = True) -> None:
-        self.pre_s = pre_s
-        self.post_s = post_s
-        self.sfreq = sfreq
-        self.window_s = window_s
-        self.step_s = step_s
-        self.ridge = ridge
-        self.n_angles = n_angles
-        self.n_eig_angles = n_eig_angles
-        self.perturbation = perturbation
-        self.standardise = standardise
+    name = "fragility"
+    config: FragilityConfig
 
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> FragilityBaseline:
-        return self  # nothing to learn
+    def __init__(self, config: FragilityConfig | None = None, **params: Any) -> None:
+        self.config = config or FragilityConfig(**params)
+
+    def fit(self, train: CohortData, validation: CohortData | None = None
+            ) -> FragilityBaseline:
+        """Nothing to learn."""
+        return self
 
     def read_rate(self, store_sfreq: float) -> float:
         """The rate :func:`onset_windows` returns for a recording stored at ``store_sfreq``
-        (it decimates by the integer factor nearest ``store_sfreq / self.sfreq``)."""
-        return store_sfreq / max(1, int(round(store_sfreq / self.sfreq)))
+        (it decimates by the integer factor nearest ``store_sfreq / self.config.sfreq``)."""
+        return store_sfreq / max(1, int(round(store_sfreq / self.config.sfreq)))
 
     def contact_fragility(self, x: NDArray[np.floating], onset_s: float,
                           sfreq: float | None = None) -> NDArray[np.float64]:
@@ -461,7 +453,7 @@ class FragilityBaseline:
         onset_s : float
             Seizure onset from the start of ``x`` (s).
         sfreq : float, optional
-            Rate of ``x``; ``self.sfreq`` when not given.
+            Rate of ``x``; ``self.config.sfreq`` when not given.
 
         Returns
         -------
@@ -469,22 +461,25 @@ class FragilityBaseline:
             Mean normalised fragility over the windows from ``pre_s`` before to ``post_s``
             after the onset.
         """
-        times, frag = fragility_map(x, sfreq or self.sfreq, self.window_s, self.step_s,
-                                    ridge=self.ridge, n_angles=self.n_angles,
-                                    n_eig_angles=self.n_eig_angles,
-                                    perturbation=self.perturbation,
-                                    standardise=self.standardise)
-        return fragility_score(frag, times, onset_s=onset_s, span_s=(-self.pre_s, self.post_s))
+        cfg = self.config
+        times, frag = fragility_map(x, sfreq or cfg.sfreq, cfg.window_s, cfg.step_s,
+                                    ridge=cfg.ridge, n_angles=cfg.n_angles,
+                                    n_eig_angles=cfg.n_eig_angles,
+                                    perturbation=cfg.perturbation,
+                                    standardise=cfg.standardise)
+        return fragility_score(frag, times, onset_s=onset_s, span_s=(-cfg.pre_s, cfg.post_s))
 
-    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
+    def predict_proba(self, data: CohortData) -> pl.DataFrame:
+        """Mean fragility of every channel over its patient's seizures (see the class)."""
         # the store's rate per recording, to know the rate onset_windows really returns
-        # (its integer decimation factor need not reach self.sfreq exactly)
-        rates = dict(read_table(store, "recordings").select("recording_id", "sfreq").iter_rows())
+        # (its integer decimation factor need not reach the configured sfreq exactly)
+        cfg = self.config
+        rates = data.sampling_rates()
         rows: list[dict[str, Any]] = []
-        for info in recording_table(store, subjects=keys):
-            rate = self.read_rate(float(rates[info.recording_id]))
-            for x, onset in onset_windows(store, info, pre_s=self.pre_s, post_s=self.post_s,
-                                          sfreq=self.sfreq):
+        for info in data.recordings():
+            rate = self.read_rate(rates[info.recording_id])
+            for x, onset in data.onset_windows(info, pre_s=cfg.pre_s, post_s=cfg.post_s,
+                                               sfreq=cfg.sfreq):
                 score = self.contact_fragility(x, onset, rate)
                 rows.extend({"key": f"{info.site}/{info.subject}", "site": info.site,
                              "subject": info.subject, "channel": c, "score": float(v)}
@@ -493,7 +488,7 @@ class FragilityBaseline:
                                            "subject": pl.String, "channel": pl.String,
                                            "score": pl.Float64})
         scored = frame.group_by(KEY_COLUMNS).agg(pl.col("score").mean())
-        table = channel_table(store).filter(pl.col("key").is_in(keys)).select(KEY_COLUMNS)
+        table = data.features().select(KEY_COLUMNS)
         return (table.join(scored, on=KEY_COLUMNS, how="left")
                 .with_columns(pl.col("score").fill_null(pl.col("score").median().over("key")))
                 .with_columns(pl.col("score").fill_null(0.0)))

@@ -1,91 +1,360 @@
-"""A report per evaluation run: PNG figures and one HTML page that links them."""
+"""Reports of evaluation runs.
+
+The run report (:func:`write_run_report`): ``STORE/results/reports/<run_id>/index.html``,
+the run's page (pooled and per-patient metrics, ROC and precision-recall curves per fold, a
+calibration curve) linking to one page per patient (``<site>_<subject>.html``: the
+patient's contacts, shaft by shaft in contact order, coloured by the model's output, with
+the clinicians' SOZ, the resected contacts, bad channels, the threshold and, on generated
+cohorts, the true onset zone). Images are inline ``data:`` URIs, so each page is one file;
+``roc.png`` beside them is the ROC figure for slides. The figures and HTML pieces are pure
+functions in :mod:`sozstore.models.report_figures`.
+
+The generalisation report (:func:`write_generalisation_report`) compares every model of a
+store across protocols.
+"""
 
 from __future__ import annotations
 
 import html
+import re
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+
+from sozstore.models import report_figures as rf
 
 if TYPE_CHECKING:
     from sozstore.models.runner import RunResult
 
 
-def _roc_figure(result: "RunResult", path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for fold, g in result.predictions.partition_by("fold", as_dict=True).items():
-        g = g.filter(pl.col("soz").is_not_null() & pl.col("score").is_finite())
-        y = g["soz"].to_numpy().astype(bool)
-        if 0 < y.sum() < y.size:
-            fpr, tpr, _ = roc_curve(y, g["score"].to_numpy())
-            ax.plot(fpr, tpr, lw=1.2, label=str(fold[0]))
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate",
-           title=f"{result.model}: ROC per fold (clinicians' labels)")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+# --------------------------------------------------------------------------- run report
+#: Label columns of the predictions table, in the order the pages show them.
+_LABELS = ("soz", "soz_true", "soz_resected")
+
+
+def _result_file(store: str | Path, table: str, run_id: str) -> Path:
+    """Where a results table of one run lives (the layout that
+    :func:`sozstore.models.runner._write_results` writes); every path of the run report is
+    spelled here and in :func:`_report_dir`."""
+    return Path(store).resolve() / "results" / table / f"run={run_id}" / "part.parquet"
+
+
+def _report_dir(store: str | Path, run_id: str) -> Path:
+    return Path(store).resolve() / "results" / "reports" / run_id
+
+
+@dataclass
+class RunTables:
+    """What the run report reads: the run's row, folds, predictions and metrics, and the
+    catalog's contacts (with ``bad``: bad in any recording) and subjects of its patients."""
+
+    run: dict[str, Any]
+    folds: pl.DataFrame
+    predictions: pl.DataFrame
+    metrics: pl.DataFrame
+    contacts: pl.DataFrame
+    subjects: pl.DataFrame
+
+
+def load_run_tables(store: str | Path, run_id: str) -> RunTables:
+    """Read one run's results and the catalog rows of its test patients.
+
+    Raises ``FileNotFoundError`` naming the missing file when ``run_id`` is not a run of
+    ``store``.
+    """
+    from sozstore.models.data import NEURAL_TYPES
+    from sozstore.store.catalog import read_table
+
+    paths = {t: _result_file(store, t, run_id)
+             for t in ("runs", "folds", "predictions", "metrics")}
+    for path in paths.values():
+        if not path.exists():
+            raise FileNotFoundError(f"no run {run_id!r} in {store}: {path} is missing")
+    tables = {t: pl.read_parquet(p) for t, p in paths.items()}
+    predictions = tables["predictions"]
+    # a cross-cohort run scores the patients of its test store: their contacts live there
+    run = tables["runs"].row(0, named=True)
+    catalog_store = run.get("test_store") or store
+    patients = predictions.select("site", "subject").unique()
+    channels = read_table(catalog_store, "channels").join(patients, on=["site", "subject"],
+                                                          how="semi")
+    neural = (channels.filter(pl.col("type").is_in(NEURAL_TYPES))
+              .group_by("site", "subject", "channel")
+              .agg(pl.col("bad").fill_null(False).any().alias("bad")))
+    contacts = (read_table(catalog_store, "contacts")
+                .join(patients, on=["site", "subject"], how="semi")
+                .join(neural, on=["site", "subject", "channel"], how="inner"))
+    subjects = read_table(catalog_store, "subjects").join(patients, on=["site", "subject"],
+                                                          how="semi")
+    return RunTables(run, tables["folds"], predictions, tables["metrics"], contacts, subjects)
+
+
+def patient_page_name(key: str) -> str:
+    """File name of a patient's page: ``site/subject`` with anything but letters, digits,
+    dots, dashes and underscores replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key) + ".html"
+
+
+def _protocol_words(protocol: str) -> str:
+    return _protocol_text(protocol)[1]
+
+
+def _outcomes(subjects: pl.DataFrame) -> dict[str, str]:
+    return {f"{r['site']}/{r['subject']}": rf.outcome_text(
+        r["engel_class"], r["engel_subclass"], r["ilae_class"], r["seizure_free"])
+        for r in subjects.iter_rows(named=True)}
+
+
+def patient_contacts(tables: RunTables, key: str,
+                     to_colour: Callable[[np.ndarray], np.ndarray]) -> pl.DataFrame:
+    """One patient's contacts in shaft and contact order with the run's output: ``score``,
+    ``value`` (the colour, 0..1), ``above`` (score at or above the fold's threshold), the
+    labels (``soz``, ``soz_true``, ``resected``) and ``bad``."""
+    site, subject = key.split("/", 1)
+    pred = tables.predictions.filter(pl.col("key") == key).select(
+        "channel", "score", "threshold", "fold", "soz_true",
+        pl.col("soz").alias("soz_pred"))
+    contacts = tables.contacts.filter((pl.col("site") == site)
+                                      & (pl.col("subject") == subject))
+    frame = contacts.select("channel", "electrode", "contact", "soz", "resected", "bad").join(
+        pred, on="channel", how="full", coalesce=True)
+    # contacts the catalog lacks but the run scored keep the label the run used
+    frame = frame.with_columns(pl.coalesce("soz", "soz_pred").alias("soz"),
+                               pl.col("bad").fill_null(False)).drop("soz_pred")
+    scores = frame["score"].to_numpy().astype(float)
+    frame = frame.with_columns(
+        pl.Series("value", to_colour(scores), pl.Float64).fill_nan(None),
+        (pl.col("score") >= pl.col("threshold")).fill_null(False).alias("above"))
+    return rf.order_contacts(frame)
+
+
+def _summary_rows(metrics: pl.DataFrame) -> list[list[str]]:
+    pooled = metrics.filter((pl.col("fold") == "all") & (pl.col("site") == "all"))
+    words = {"clinician": "clinicians' SOZ", "truth": "true onset zone (generated cohort)",
+             "resected": "resected contacts, seizure-free patients"}
+    rows = []
+    for reference, text in words.items():
+        part = pooled.filter(pl.col("reference") == reference)
+        if part.is_empty():
+            continue
+        v = {m: (val, lo, hi) for m, val, lo, hi in part.select(
+            "metric", "value", "ci_low", "ci_high").iter_rows()}
+
+        def cell(name: str, v: dict[str, tuple[Any, Any, Any]] = v) -> str:
+            return _ci(*v.get(name, (None, None, None)))
+
+        rows.append([html.escape(text), rf.number_cell(v.get("n_patients", (None,))[0], 0),
+                     cell("auroc"), cell("patient_auroc_mean"), cell("auprc"),
+                     cell("prevalence"), cell("recall_mean"), cell("precision_mean")])
+    return rows
+
+
+def _patient_rows(tables: RunTables, outcomes: dict[str, str], present: set[str]
+                  ) -> list[list[str]]:
+    by_label = {label: {r["key"]: r for r in rf.patient_metrics(
+        tables.predictions, label).iter_rows(named=True)}
+        for label in _LABELS if tables.predictions[label].null_count()
+        < tables.predictions.height}
+    truth = by_label.get("soz_true", {})
+    rows = []
+    folds = dict(zip(tables.predictions["key"], tables.predictions["fold"]))
+    thresholds = dict(zip(tables.predictions["key"], tables.predictions["threshold"]))
+    for key in sorted(set(tables.predictions["key"]), key=rf.natural_key):
+        m = by_label.get("soz", {}).get(key, {})
+        page = patient_page_name(key)
+        name = (f'<a href="{html.escape(urllib.parse.quote(page))}">{html.escape(key)}</a>'
+                if key in present else html.escape(key))
+        row = [name, html.escape(outcomes.get(key, "outcome not recorded")),
+               html.escape(str(folds[key])), str(m.get("n_scored", 0)),
+               str(m.get("n_positive", 0)), str(m.get("n_predicted", 0)),
+               rf.number_cell(m.get("auroc")), rf.number_cell(m.get("auprc")),
+               rf.number_cell(m.get("recall")), rf.number_cell(m.get("precision")),
+               rf.number_cell(thresholds[key], 3)]
+        if truth:
+            row.append(rf.number_cell(truth.get(key, {}).get("auroc")))
+        rows.append(row)
+    return rows
+
+
+_HOW_TO_READ = """<p>The model gives every contact a score; a higher score means the model
+thinks the contact is more likely to be in the seizure onset zone. Each patient was scored by
+a model that never saw that patient in training (the patient's <i>fold</i>); the decision
+threshold of each fold was chosen on other, validation patients (Youden's J) and is never
+tuned on the patient shown. <b>AUROC</b>: the chance that a randomly chosen onset-zone
+contact scores higher than a randomly chosen other contact (0.5 is guessing, 1 is perfect).
+<b>AUPRC</b>: precision averaged over recall levels (guessing gives the share of onset-zone
+contacts). <b>Recall</b>: share of the onset-zone contacts at or above the threshold;
+<b>precision</b>: share of the contacts at or above the threshold that are in the onset
+zone. Numbers in brackets are 95% intervals from resampling patients.</p>"""
+
+
+def _index_page(tables: RunTables, present: set[str], colour_label: str,
+                is_probability: bool) -> str:
+    run = tables.run
+    outcomes = _outcomes(tables.subjects)
+    labels = [lab for lab in ("soz", "soz_true")
+              if tables.predictions[lab].null_count() < tables.predictions.height]
+    curves = rf.figure_data_uri(rf.curves_figure(tables.predictions, labels))
+    pred = tables.predictions.filter(pl.col("soz").is_not_null())
+    to_colour, _ = rf.colour_scale(tables.predictions["score"].to_numpy())
+    calibration = rf.figure_data_uri(rf.calibration_figure(
+        to_colour(pred["score"].to_numpy()), pred["soz"].to_numpy().astype(bool),
+        is_probability=is_probability, colour_label=colour_label))
+    patient_header = ["Patient", "Surgical outcome", "Fold", "Contacts scored",
+                      "Clinicians' SOZ contacts", "Contacts at or above threshold",
+                      "AUROC", "AUPRC", "Recall at threshold", "Precision at threshold",
+                      "Threshold (score)"]
+    if "soz_true" in labels:
+        patient_header.append("AUROC vs true onset zone")
+    title = f"{run['model']}: seizure onset zone scores, {_protocol_words(run['protocol'])}"
+    shuffled = (f"<p><b>Leak control:</b> the labels were permuted "
+                f"({html.escape(str(run['shuffle_scope']))}) before training; the scores "
+                f"should be near chance.</p>" if run.get("shuffle_scope") else "")
+    body = f"""<h1>{html.escape(title)}</h1>
+<p>Run <code>{html.escape(run['run_id'])}</code>, created {html.escape(str(run['created_at']))},
+{tables.predictions['key'].n_unique()} patients in {tables.folds.height} folds,
+{rf.number_cell(run.get('seconds'), 0)} s.</p>{shuffled}
+<h2>How to read this</h2>{_HOW_TO_READ}
+<h2>All held-out patients together</h2>
+{rf.html_table(["Reference", "Patients", "AUROC", "Per-patient AUROC (mean)", "AUPRC",
+                "Chance AUPRC", "Recall at threshold (mean)",
+                "Precision at threshold (mean)"], _summary_rows(tables.metrics),
+               table_id="summary")}
+<h2>Per patient (against the clinicians' SOZ)</h2>
+<p>Click a patient for the contact map.</p>
+{rf.html_table(patient_header, _patient_rows(tables, outcomes, present), table_id="patients")}
+<h2>ROC and precision-recall curves per fold</h2>
+<img src="{curves}" alt="ROC and precision-recall curves per fold">
+<h2>Calibration</h2>
+<img src="{calibration}" alt="calibration curve">
+"""
+    return rf.html_page(title, body)
+
+
+def _patient_page(tables: RunTables, key: str,
+                  to_colour: Callable[[np.ndarray], np.ndarray], colour_label: str,
+                  outcome: str, is_probability: bool) -> str:
+    contacts = patient_contacts(tables, key, to_colour)
+    scored = contacts.filter(pl.col("score").is_not_null())
+    threshold = float(scored["threshold"][0]) if scored.height else None
+    threshold_value = (float(to_colour(np.array([threshold]))[0]) if threshold is not None
+                       else None)
+    scale = "probability" if is_probability else "percentile"
+    threshold_text = ("at or above the threshold" if threshold is None else
+                      f"at or above the threshold (score {threshold:.3g}, "
+                      f"{scale} {threshold_value:.2f})")
+    fold = str(scored["fold"][0]) if scored.height else "no fold"
+    title = f"Patient {key}: {outcome}"
+    figure = rf.figure_data_uri(rf.contact_map_figure(
+        contacts, title=f"{title}\nmodel {tables.run['model']}", colour_label=colour_label,
+        threshold=threshold_value, threshold_text=threshold_text), dpi=110)
+    own = tables.predictions.filter(pl.col("key") == key)
+    metrics = {label: rf.patient_metrics(own, label).row(0, named=True)
+               for label in _LABELS if own[label].null_count() < own.height}
+    metric_rows = [[html.escape(rf.REFERENCE_WORDS[label]), str(m["n_positive"]),
+                    rf.number_cell(m["auroc"]), rf.number_cell(m["auprc"]),
+                    rf.number_cell(m["recall"]), rf.number_cell(m["precision"])]
+                   for label, m in metrics.items()]
+    has_truth = contacts["soz_true"].null_count() < contacts.height
+
+    def yes(v: bool | None) -> str:
+        return "&ndash;" if v is None else ("yes" if v else "")
+
+    contact_rows = [[html.escape(r["channel"]), html.escape(str(r["shaft"])),
+                     "" if r["number"] is None else str(r["number"]),
+                     rf.number_cell(r["score"], 3), rf.number_cell(r["value"]),
+                     "yes" if r["above"] else "", yes(r["soz"]), yes(r["resected"]),
+                     *([yes(r["soz_true"])] if has_truth else []),
+                     "bad" if r["bad"] else ""]
+                    for r in contacts.iter_rows(named=True)]
+    contact_header = ["Contact", "Electrode", "Number", "Score",
+                      "Probability" if is_probability else "Percentile in run",
+                      "At or above threshold", "Clinicians' SOZ", "Resected",
+                      *(["True onset zone"] if has_truth else []), "Bad channel"]
+    n_predicted = int(contacts["above"].sum())
+    not_probability = " (the model's scores are not probabilities)"
+    body = f"""<p><a href="index.html">&larr; all patients of this run</a></p>
+<h1>{html.escape(title)}</h1>
+<p>Model {html.escape(tables.run['model'])}, {html.escape(_protocol_words(tables.run['protocol']))};
+this patient was held out in {html.escape(fold)}. {contacts.height} contacts on
+{contacts['shaft'].n_unique()} electrodes, {scored.height} scored;
+{n_predicted} at or above the threshold chosen on validation patients.</p>
+<h2>Contact map</h2>
+<p><small>One row per electrode, contacts in order of their number. Colour:
+{html.escape(colour_label)}{"" if is_probability else not_probability}.
+Thick black outline: at or above the threshold. Red triangle: clinicians' SOZ.
+{"Blue star: true onset zone of the generated cohort. " if has_truth else ""}Brown bar:
+resected. Grey hatched: bad channel, not scored.</small></p>
+<img src="{figure}" alt="contact map of {html.escape(key)}">
+<h2>How well the scores match</h2>
+{rf.html_table(["Reference", "Onset-zone contacts", "AUROC", "AUPRC", "Recall at threshold",
+                "Precision at threshold"], metric_rows, table_id="patient-metrics")}
+<h2>Contacts</h2>
+{rf.html_table(contact_header, contact_rows, table_id="contacts")}
+"""
+    return rf.html_page(title, body)
+
+
+def _roc_png(predictions: pl.DataFrame, model: str, path: Path) -> None:
+    """The ROC curves alone as ``roc.png`` (for slides; the pages carry their own copy)."""
+    fig = rf.curves_figure(predictions, ["soz"])
+    fig.axes[1].remove()
+    fig.suptitle(f"{model}: ROC per fold (clinicians' labels)", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _patient_figure(frame: pl.DataFrame, title: str, path: Path) -> None:
-    frame = frame.sort("channel")
-    n = frame.height
-    fig, ax = plt.subplots(figsize=(max(6, 0.18 * n), 3))
-    soz = frame["soz"].fill_null(False).to_numpy()
-    colors = np.where(soz, "#d62728", "#7f7f7f")
-    ax.bar(np.arange(n), frame["score"].to_numpy(), color=colors)
-    ax.axhline(frame["threshold"][0], color="k", lw=0.8, ls="--")
-    if frame["soz_true"].null_count() < n:
-        truth = frame["soz_true"].fill_null(False).to_numpy()
-        ax.scatter(np.flatnonzero(truth), np.full(truth.sum(), ax.get_ylim()[1] * 0.98),
-                   marker="v", color="#1f77b4", s=12, label="true onset zone")
-        ax.legend(fontsize=7, loc="upper right")
-    ax.set_xticks(np.arange(n))
-    ax.set_xticklabels(frame["channel"].to_list(), rotation=90, fontsize=5)
-    ax.set(ylabel="score", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def write_run_report(store: str | Path, run_id: str, *, patient: str | None = None) -> Path:
+    """Write the report of a stored run and return the path of the page written.
 
+    Without ``patient``: the run's page ``STORE/results/reports/<run_id>/index.html`` and
+    one page per patient beside it (returns ``index.html``). With ``patient`` (its key
+    ``site/subject``, or the subject alone when that is unique): only that patient's page,
+    plus ``index.html`` if the folder has none (returns the patient's page).
 
-def write_report(store: str | Path, result: "RunResult") -> Path:
-    """Write ``STORE/results/reports/<run_id>/index.html`` and its figures."""
-    out = Path(store).resolve() / "results" / "reports" / result.run_id
+    Raises ``FileNotFoundError`` for an unknown run and ``KeyError`` for a patient the run
+    did not score.
+    """
+    tables = load_run_tables(store, run_id)
+    keys = sorted(set(tables.predictions["key"]), key=rf.natural_key)
+    if patient is not None:
+        chosen = [k for k in keys if k == patient or k.split("/", 1)[1] == patient]
+        if len(chosen) != 1:
+            raise KeyError(f"run {run_id} has {'no' if not chosen else 'more than one'} "
+                           f"patient {patient!r}; its patients: {', '.join(keys)}")
+        keys = chosen
+    out = _report_dir(store, run_id)
     out.mkdir(parents=True, exist_ok=True)
-    _roc_figure(result, out / "roc.png")
-    patient_links = []
-    for (key,), g in sorted(result.predictions.partition_by("key", as_dict=True).items()):
-        name = key.replace("/", "_") + ".png"
-        _patient_figure(g, f"{key} ({g['fold'][0]}): red = clinicians' SOZ", out / name)
-        patient_links.append(f'<li><a href="{html.escape(name)}">{html.escape(key)}</a></li>')
-    summary = result.metrics.filter(pl.col("fold") == "all").pivot(
-        on="metric", index=["site", "reference"], values="value")
-    cols = ["site", "reference", "auroc", "auprc", "prevalence", "patient_auroc_mean",
-            "recall_mean", "specificity_mean", "precision_mean", "f1_mean", "n_patients"]
-    cols = [c for c in cols if c in summary.columns]
-    rows = "".join("<tr>" + "".join(
-        f"<td>{v:.3f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
-        for v in row) + "</tr>" for row in summary.select(cols).iter_rows())
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{html.escape(result.run_id)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:right}}</style>
-</head><body><h1>{html.escape(result.model)}: {html.escape(result.protocol)}</h1>
-<p>run {html.escape(result.run_id)}, {result.seconds:.0f} s. Thresholds by Youden's J on
-validation patients; metrics pooled over held-out patients.</p>
-<table><tr>{"".join(f"<th>{c}</th>" for c in cols)}</tr>{rows}</table>
-<h2>ROC per fold</h2><img src="roc.png">
-<h2>Per-patient channel maps</h2><ul>{"".join(patient_links)}</ul>
-</body></html>"""
-    (out / "index.html").write_text(page, encoding="utf-8")
-    return out / "index.html"
+    scores = tables.predictions["score"].to_numpy().astype(float)
+    is_probability = rf.scores_are_probabilities(scores)
+    to_colour, colour_label = rf.colour_scale(scores)
+    outcomes = _outcomes(tables.subjects)
+    for key in keys:
+        page = _patient_page(tables, key, to_colour, colour_label,
+                             outcomes.get(key, "outcome not recorded"), is_probability)
+        (out / patient_page_name(key)).write_text(page, encoding="utf-8")
+    index = out / "index.html"
+    if patient is None or not index.exists():
+        present = {k for k in tables.predictions["key"].unique()
+                   if (out / patient_page_name(k)).exists()}
+        index.write_text(_index_page(tables, present, colour_label, is_probability),
+                         encoding="utf-8")
+        _roc_png(tables.predictions, tables.run["model"], out / "roc.png")
+    return index if patient is None else out / patient_page_name(keys[0])
+
+
+def write_report(store: str | Path, result: RunResult) -> Path:
+    """The report of a run just written to ``store`` (see :func:`write_run_report`)."""
+    return write_run_report(store, result.run_id)
 
 
 # --------------------------------------------------------------------------- generalisation

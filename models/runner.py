@@ -12,25 +12,40 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from tqdm.auto import tqdm
 
 import sozstore
 from sozstore._logging import logger
+from sozstore.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from sozstore.models.configs import ModelConfig, TorchConfig
 from sozstore.models.data import channel_table, subject_keys
-from sozstore.models.evaluation import (BOOT_SEED, N_BOOT, Fold, LeakageError,
-                                        bootstrap_intervals, channel_metrics, check_disjoint,
-                                        leave_one_site_out, paired_difference, patient_kfold,
-                                        validation_split)
-from sozstore.models.zoo import (KEY_COLUMNS, TorchEstimator, estimator_config,
-                                 estimator_from_state, estimator_state, make_estimator,
-                                 threshold_on_validation)
-from sozstore.store.atomic import write_bytes_atomic, write_parquet_atomic
+from sozstore.models.estimator import KEY_COLUMNS, CohortData
+from sozstore.models.evaluation import (
+    BOOT_SEED,
+    N_BOOT,
+    Fold,
+    LeakageError,
+    bootstrap_intervals,
+    channel_metrics,
+    check_disjoint,
+    leave_one_site_out,
+    paired_difference,
+    patient_kfold,
+    validation_split,
+)
+from sozstore.models.registry import get_spec, parse_model_config
+from sozstore.models.zoo import TorchEstimator, estimator_config, threshold_on_validation
+from sozstore.store.atomic import write_parquet_atomic
 from sozstore.store.catalog import to_table
 
 
@@ -132,8 +147,8 @@ def resected_labels(store: str | Path) -> pl.DataFrame:
 REFERENCES = {"clinician": "soz", "truth": "soz_true", "resected": "soz_resected"}
 #: The clinical baseline every model is compared with (paired, on the same folds).
 COMPARATOR = "spike_rate"
-#: Version of the checkpoint layout (``<fold>.safetensors`` + ``<fold>.json``).
-CHECKPOINT_FORMAT = "sozstore-checkpoint-1"
+__all__ = ["CHECKPOINT_FORMAT", "COMPARATOR", "REFERENCES", "RunResult", "compare_runs",
+           "comparison_table", "evaluate_model", "load_checkpoint", "predict_recording"]
 
 
 def _metrics_rows(run_id: str, fold: str, frame: pl.DataFrame, threshold: float,
@@ -239,13 +254,14 @@ def _protocol_folds(store: str | Path, *, cv: int, leave_site_out: bool, seed: i
 
 
 def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out: bool = False,
-                   config: dict[str, Any] | None = None, seed: int = 0,
+                   config: Mapping[str, Any] | ModelConfig | None = None, seed: int = 0,
                    truth_dir: str | Path | None = None, shuffle_labels: bool = False,
                    shuffle_scope: str = "cohort",
                    test_store: str | Path | None = None,
                    test_truth_dir: str | Path | None = None, test_site: str | None = None,
                    comparator: str | None = COMPARATOR, n_boot: int = N_BOOT,
-                   write: bool = True, report: bool = True) -> RunResult:
+                   write: bool = True, report: bool = True,
+                   progress: bool | None = None) -> RunResult:
     """Patient-wise cross-validation (or leave-one-site-out, or a cross-cohort test) of one
     model.
 
@@ -266,17 +282,34 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     folds with its own validation threshold, and the paired difference of this model to it
     (``diff_auroc``, ``diff_patient_auroc_mean``, ``diff_auprc`` rows, same patients, same
     resamples) is stored with the metrics.
+
+    ``config`` (a mapping, e.g. a ``--config`` file's content, or the model's config object)
+    is validated against the model's config class before any data is read
+    (:class:`~sozstore.models.configs.ConfigError`, one line). ``progress`` shows a bar per
+    fold and, for networks, per epoch on stderr (default: when stderr is a terminal and the
+    package logger is not quieter than WARNING); it never changes a result.
     """
     t0 = time.perf_counter()
+    model_config = parse_model_config(model, config, source="config")
+    if comparator is not None:
+        get_spec(comparator)
+    spec = get_spec(model)
+    raw_config = (config.model_dump(mode="json", exclude_unset=True)
+                  if isinstance(config, ModelConfig) else config)
+    # the run's seed draws a network's initial weights unless the config fixes its own
+    seed_per_fold = (isinstance(model_config, TorchConfig)
+                     and "seed" not in model_config.model_fields_set)
+    if progress is None:
+        progress = sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.WARNING
     eval_store = test_store if test_store is not None else store
     labels = channel_table(store).select(KEY_COLUMNS + ["soz"])
     test_labels = (labels if test_store is None
                    else channel_table(eval_store).select(KEY_COLUMNS + ["soz"]))
     protocol, folds = _protocol_folds(store, cv=cv, leave_site_out=leave_site_out, seed=seed,
                                       test_store=test_store, test_site=test_site)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     shuffled = shuffle_scope if shuffle_labels else None
-    digest = hashlib.sha1(json.dumps([model, config, seed, protocol, shuffled],
+    digest = hashlib.sha1(json.dumps([model, raw_config, seed, protocol, shuffled],
                                      default=str).encode()).hexdigest()[:6]
     run_id = f"{model}-{stamp}-{digest}"
     test_truth = test_truth_dir if test_store is not None else truth_dir
@@ -284,26 +317,39 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     resected = resected_labels(eval_store)
     preds, base_preds, metric_rows, fold_rows = [], [], [], []
     checkpoints = results_dir(store) / "checkpoints" / run_id
-    for fold in folds:
+    # the estimators' view of the stores: opened once, so what the stack memoises about
+    # the baselines is shared by the folds
+    cohort = CohortData.from_store(store)
+    eval_cohort = cohort if test_store is None else CohortData.from_store(test_store)
+    fold_bar = tqdm(folds, desc=f"{model} folds", unit="fold", file=sys.stderr,
+                    dynamic_ncols=True, disable=not progress)
+    for fold in fold_bar:
         check_disjoint(fold.train, fold.validation, fold.test if test_store is None else ())
         ft = time.perf_counter()
         train_labels = shuffled_labels(store, list(fold.train) + list(fold.validation),
                                        seed=seed + fold.index, scope=shuffle_scope
                                        ) if shuffle_labels else None
-        est = make_estimator(model, config)
-        if isinstance(est, TorchEstimator) and "seed" not in (config or {}):
-            # The run's seed also draws the networks' initial weights (per fold): an
-            # untrained network already ranks SOZ contacts far from chance in a direction set
-            # by its init (measured AUROC 0.83 and 0.32 for two seeds), so a fixed init would
-            # bias every run, shuffled-label controls included.
-            est.config.seed = seed * 1000 + fold.index
-        est.fit(store, list(fold.train), list(fold.validation), labels=train_labels)
+        labelled = cohort.with_labels(train_labels)
+        train_data = labelled.subset(fold.train)
+        val_data = labelled.subset(fold.validation) if fold.validation else None
+        test_data = eval_cohort.subset(fold.test)
+        # a copy per fold: the fold's seed must not leak into the next fold's config
+        est: Any = spec.build(model_config.model_copy(deep=True))
+        if isinstance(est, TorchEstimator):
+            est.progress = progress
+            if seed_per_fold:
+                # The run's seed also draws the networks' initial weights (per fold): an
+                # untrained network already ranks SOZ contacts far from chance in a
+                # direction set by its init (measured AUROC 0.83 and 0.32 for two seeds), so
+                # a fixed init would bias every run, shuffled-label controls included.
+                est.config.seed = seed * 1000 + fold.index
+        est.fit(train_data, val_data)
         val_labels = labels if train_labels is None else train_labels.with_columns(
             (pl.col("site") + "/" + pl.col("subject")).alias("key")).select(KEY_COLUMNS + ["soz"])
-        val_pred = est.predict(store, list(fold.validation)) if fold.validation else None
+        val_pred = est.predict_proba(val_data) if val_data is not None else None
         threshold = (threshold_on_validation(val_pred, val_labels) if val_pred is not None
                      else 0.0)
-        test_pred = est.predict(eval_store, list(fold.test))
+        test_pred = est.predict_proba(test_data)
         if test_store is None and set(test_pred["key"]) & set(fold.validation):
             raise LeakageError("a test patient was used to choose the threshold")
         frame = _label_frame(test_pred, test_labels, truth, resected).with_columns(
@@ -314,12 +360,12 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
             if comparator == model:
                 base_preds.append(frame.select("key", "channel", "score", "threshold"))
             else:  # same folds, same labels for its threshold, its own threshold
-                base = make_estimator(comparator)
-                base.fit(store, list(fold.train), list(fold.validation), labels=train_labels)
-                bval = base.predict(store, list(fold.validation)) if fold.validation else None
+                base = get_spec(comparator).build()
+                base.fit(train_data, val_data)
+                bval = base.predict_proba(val_data) if val_data is not None else None
                 bthr = (threshold_on_validation(bval, val_labels) if bval is not None
                         else 0.0)
-                base_preds.append(base.predict(eval_store, list(fold.test)).select(
+                base_preds.append(base.predict_proba(test_data).select(
                     "key", "channel", "score").with_columns(pl.lit(bthr).alias("threshold")))
         for reference, label in REFERENCES.items():
             if reference != "truth" or truth is not None:
@@ -338,9 +384,15 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
                                                default=str)})
         if write:
             checkpoints.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(est, checkpoints / fold.name)
+            est.save(checkpoints / fold.name)
         logger.info("%s %s: threshold %.4f, test channels %d", run_id, fold.name, threshold,
                     frame.height)
+        best_val = max((h["val_auroc"] for h in getattr(est, "history_", [])
+                        if np.isfinite(h["val_auroc"]) and h["val_auroc"] >= 0), default=None)
+        fold_bar.set_postfix(fold=fold.name, threshold=f"{threshold:.3g}",
+                             **({"val_auroc": f"{best_val:.3f}"} if best_val is not None
+                                else {}))
+    fold_bar.close()
     predictions = pl.concat(preds).with_columns(pl.lit(run_id).alias("run_id"))
     # Pooled over all test patients: each patient's scores come from the fold that held it
     # out, with that fold's threshold (thresholds differ per fold, so "predicted" is used).
@@ -362,7 +414,7 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     if write:
         # the resolved config (defaults included: the SVM's grid, a network's search space
         # and budget), not only what the caller passed
-        _write_results(store, result, config=estimator_config(make_estimator(model, config)),
+        _write_results(store, result, config=estimator_config(spec.build(model_config)),
                        seed=seed, shuffled=shuffled,
                        test_store=test_store, comparator=comparator, n_boot=n_boot)
         if report:
@@ -389,41 +441,6 @@ def _shifted(predictions: pl.DataFrame) -> pl.DataFrame:
                                     (pl.col("score") - pl.col("threshold")).alias("score"))
 
 
-def _save_checkpoint(estimator: Any, path: Path) -> None:
-    """Write a fitted estimator as ``<path>.safetensors`` (its arrays) and ``<path>.json``
-    (its class, parameters and learned values that are not arrays), each atomically.
-
-    Never a pickle: loading a checkpoint must not run code that the file names
-    (``torch.load`` and ``pickle.load`` can), and safetensors holds nothing but tensors.
-    """
-    from safetensors.numpy import save as save_arrays
-
-    meta, arrays = estimator_state(estimator)
-    meta["format"] = CHECKPOINT_FORMAT
-    blob = save_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(blob, path.with_suffix(".safetensors"))
-    write_bytes_atomic(json.dumps(meta, indent=1).encode(), path.with_suffix(".json"))
-
-
-def load_checkpoint(path: Path) -> Any:
-    """Inverse of :func:`_save_checkpoint` (``path`` with or without its suffix).
-
-    Checkpoints of earlier versions (``.pt``/``.pkl``) are refused: unpickling them could
-    execute code; re-run the training to write the safe format.
-    """
-    from safetensors.numpy import load_file
-
-    if path.suffix in (".pt", ".pkl"):
-        raise ValueError(f"{path}: a pickled checkpoint of an earlier sozstore; loading it "
-                         "could execute code, so it is refused (re-run `sozstore train`)")
-    meta = json.loads(path.with_suffix(".json").read_text())
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: checkpoint format {meta.get('format')!r}, expected "
-                         f"{CHECKPOINT_FORMAT!r}")
-    arrays = load_file(str(path.with_suffix(".safetensors")))
-    return estimator_from_state(meta, arrays)
-
-
 def _write_results(store: str | Path, result: RunResult, *, config: dict[str, Any] | None,
                    seed: int, shuffled: str | None, test_store: str | Path | None = None,
                    comparator: str | None = None, n_boot: int = 0) -> None:
@@ -434,7 +451,7 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
         "config": json.dumps(config or {}, default=str), "seed": seed,
         "shuffled_labels": shuffled is not None,
         "shuffle_scope": shuffled,  # None: true labels; "cohort" or "patient"
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sozstore_version": sozstore.__version__, "seconds": result.seconds,
         "n_patients": int(summary.get("n_patients", 0)),
         "auroc": summary.get("auroc"), "auprc": summary.get("auprc"),
@@ -519,10 +536,11 @@ def predict_recording(store: str | Path, run_id: str, recording_id: str) -> pl.D
     if path is None:
         raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for {row['fold']}")
     est = load_checkpoint(path)
+    data = CohortData.from_store(store).subset([key])
     if isinstance(est, TorchEstimator):
-        pred = est.predict(store, [key], recording_ids=[recording_id])
+        pred = est.predict_proba(data, recording_ids=[recording_id])
     else:
-        pred = est.predict(store, [key])
+        pred = est.predict_proba(data)
     channels = read_table(store, "channels").filter(pl.col("recording_id") == recording_id)
     out = channels.select("channel", "type", "bad", "soz").join(
         pred.select("channel", "score"), on="channel", how="left")

@@ -1,12 +1,13 @@
-"""The model zoo behind one interface, chosen by name.
+"""The estimators of the model zoo (see :mod:`sozstore.models.registry` for their names).
 
-Every entry is an estimator with explicit parameters (scikit-learn style):
-``fit(store, fit_keys, val_keys)`` and ``predict(store, keys)``, the latter returning one
-row per (patient, channel) with a ``score`` (higher = more likely SOZ). Estimators read the
-store through :mod:`sozstore.models.data` and the datasets; the networks and the SVM
-pipeline inside them never open files.
+Every estimator follows :class:`~sozstore.models.estimator.Estimator` (scikit-learn style,
+a validated config from :mod:`sozstore.models.configs`): ``fit(train, validation)`` and
+``predict_proba(data)`` on :class:`~sozstore.models.estimator.CohortData`, the latter
+returning one row per (patient, channel) with a ``score`` (higher = more likely SOZ),
+``get_params()``, ``save(path)`` and ``load(path)``. Estimators do no I/O: the runner opens
+the store and hands them the patients' frames, recordings and datasets.
 
-Names: ``sozformer``, ``dcgru``, ``szloc`` (torch), ``svm`` (RBF SVM on spike, HFO and
+Models: ``sozformer``, ``dcgru``, ``szloc`` (torch), ``svm`` (RBF SVM on spike, HFO and
 wavelet features), ``stack`` (a logistic regression over the within-patient ranks of other
 models' out-of-fold scores), ``spike_rate``, ``hfo_rate``, ``ei`` and ``fragility``
 (clinical and computational baselines, no training).
@@ -29,74 +30,93 @@ What keeps the learned models honest on patients they were not tuned on:
 from __future__ import annotations
 
 import copy
-import json
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import torch
+from numpy.typing import NDArray
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from tqdm.auto import tqdm
 
 from sozstore._logging import logger
 from sozstore.models import baselines
-from sozstore.models.data import channel_table, onset_windows, recording_table
-from sozstore.models.datasets import (ClipSequenceDataset, GraphSequenceDataset,
-                                      RawWindowDataset, make_loader)
+from sozstore.models.configs import EIConfig, RateConfig, StackConfig, SVMConfig, TorchConfig
+from sozstore.models.datasets import make_loader
+from sozstore.models.estimator import KEY_COLUMNS, CohortData, EstimatorBase, scores_frame
 from sozstore.models.evaluation import youden_threshold
 
-KEY_COLUMNS = ["key", "site", "subject", "channel"]
-
-
-def _scores(frame: pl.DataFrame, score: pl.Series | np.ndarray) -> pl.DataFrame:
-    return frame.select(KEY_COLUMNS).with_columns(pl.Series("score", np.asarray(score,
-                                                                              dtype=float)))
+__all__ = ["KEY_COLUMNS", "EIBaseline", "RateBaseline", "SVMEstimator", "StackedEstimator",
+           "TorchConfig", "TorchEstimator", "apply_params", "estimator_config",
+           "search_candidates", "threshold_on_validation", "within_patient_rank"]
 
 
 # --------------------------------------------------------------------------- baselines
-class RateBaseline:
-    """Rank contacts by an event rate (``spike_rate`` or ``hfo_rate``), z-scored per patient."""
+class RateBaseline(EstimatorBase):
+    """Rank contacts by an event rate (``spike_rate`` or ``hfo_rate``), z-scored per patient.
 
-    def __init__(self, rate: str = "spike_rate") -> None:
-        self.rate = rate
+    Parameters
+    ----------
+    rate : {"spike_rate", "hfo_rate"}
+        The rate (its zoo name).
+    config : RateConfig, optional
+        No hyper-parameters.
+    """
 
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> "RateBaseline":
-        return self  # nothing to learn
+    def __init__(self, rate: Literal["spike_rate", "hfo_rate"] = "spike_rate",
+                 config: RateConfig | None = None) -> None:
+        if rate not in ("spike_rate", "hfo_rate"):
+            raise ValueError(f"rate must be 'spike_rate' or 'hfo_rate', got {rate!r}")
+        self.name = rate
+        self.config: RateConfig = config or RateConfig()
 
-    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
-        table = channel_table(store).filter(pl.col("key").is_in(keys))
-        if self.rate == "hfo_rate":
+    @property
+    def rate(self) -> str:
+        """The event rate ranked (``spike_rate`` or ``hfo_rate``)."""
+        return self.name
+
+    def fit(self, train: CohortData, validation: CohortData | None = None) -> RateBaseline:
+        """Nothing to learn."""
+        return self
+
+    def predict_proba(self, data: CohortData) -> pl.DataFrame:
+        """The rate of every channel, log1p and z-scored within its patient."""
+        table = data.features()
+        if self.name == "hfo_rate":
             table = table.with_columns((pl.col("ripple_rate").fill_null(0)
                                         + pl.col("fast_ripple_rate").fill_null(0))
                                        .alias("hfo_rate"))
-        return _scores(table, baselines.within_patient_z(table, self.rate))
+        return scores_frame(table, baselines.within_patient_z(table, self.name))
 
 
-class EIBaseline:
+class EIBaseline(EstimatorBase):
     """Epileptogenicity Index over each patient's seizures (0 where it has none)."""
 
-    def __init__(self, pre_s: float = 20.0, post_s: float = 25.0, sfreq: float = 250.0) -> None:
-        self.pre_s = pre_s
-        self.post_s = post_s
-        self.sfreq = sfreq
+    name = "ei"
+    config: EIConfig
 
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> "EIBaseline":
+    def __init__(self, config: EIConfig | None = None, **params: Any) -> None:
+        self.config = config or EIConfig(**params)
+
+    def fit(self, train: CohortData, validation: CohortData | None = None) -> EIBaseline:
+        """Nothing to learn."""
         return self
 
-    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
+    def predict_proba(self, data: CohortData) -> pl.DataFrame:
+        """Mean EI of every channel over its patient's seizures (0 without any)."""
+        cfg = self.config
         rows: list[dict[str, Any]] = []
-        for info in recording_table(store, subjects=keys):
-            for x, onset in onset_windows(store, info, pre_s=self.pre_s, post_s=self.post_s,
-                                          sfreq=self.sfreq):
-                ei = baselines.epileptogenicity_index(x, self.sfreq, onset)
+        for info in data.recordings():
+            for x, onset in data.onset_windows(info, pre_s=cfg.pre_s, post_s=cfg.post_s,
+                                               sfreq=cfg.sfreq):
+                ei = baselines.epileptogenicity_index(x, cfg.sfreq, onset)
                 rows.extend({"key": f"{info.site}/{info.subject}", "site": info.site,
                              "subject": info.subject, "channel": c, "score": float(v)}
                             for c, v in zip(info.channels, ei))
@@ -104,29 +124,30 @@ class EIBaseline:
                                            "subject": pl.String, "channel": pl.String,
                                            "score": pl.Float64})
         scored = frame.group_by(KEY_COLUMNS).agg(pl.col("score").mean())
-        table = channel_table(store).filter(pl.col("key").is_in(keys)).select(KEY_COLUMNS)
+        table = data.features().select(KEY_COLUMNS)
         return table.join(scored, on=KEY_COLUMNS, how="left").with_columns(
             pl.col("score").fill_null(0.0))
 
 
 # --------------------------------------------------------------------------- SVM
-class SVMEstimator:
+class SVMEstimator(EstimatorBase):
     """RBF SVM on per-channel spike, HFO, band-power and wavelet-packet features.
 
     Features are normalised within each patient first (rank percentiles, see
     :meth:`features`; the key step for cross-patient and cross-centre generalisation,
     models.md §4.3), then standardised on the training fold;
     ``class_weight="balanced"``; C and gamma by an inner GroupKFold over patients, scored by
-    ROC AUC. Scores are the decision function.
+    ROC AUC (:class:`~sozstore.models.configs.SVMConfig`). Scores are the decision function.
     """
 
-    def __init__(self, C: tuple[float, ...] = (0.1, 1.0, 10.0),
-                 gamma: tuple[str | float, ...] = ("scale", 0.01), inner_folds: int = 3,
-                 seed: int = 0) -> None:
-        self.C = C
-        self.gamma = gamma
-        self.inner_folds = inner_folds
-        self.seed = seed
+    name = "svm"
+    config: SVMConfig
+    columns_: list[str]
+    best_params_: dict[str, Any]
+    arrays_: dict[str, NDArray[Any]]
+
+    def __init__(self, config: SVMConfig | None = None, **params: Any) -> None:
+        self.config = config or SVMConfig(**params)
 
     @staticmethod
     def features(table: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -145,17 +166,18 @@ class SVMEstimator:
                               for c in cols])
         return ranks.to_numpy().astype(np.float64), cols
 
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> "SVMEstimator":
-        table = channel_table(store, labels=labels).filter(pl.col("key").is_in(fit_keys)
-                                                           & pl.col("soz").is_not_null())
+    def fit(self, train: CohortData, validation: CohortData | None = None) -> SVMEstimator:
+        """Grid search over C and gamma on the labelled channels of ``train`` (the
+        validation patients are not used: the inner folds choose)."""
+        cfg = self.config
+        table = train.channels().filter(pl.col("soz").is_not_null())
         x, self.columns_ = self.features(table)
         y = table["soz"].to_numpy().astype(int)
         groups = table["key"].to_numpy()
-        n_inner = min(self.inner_folds, len(set(groups)))
+        n_inner = min(cfg.inner_folds, len(set(groups)))
         if n_inner < 2:  # one patient: nothing to cross-validate over, middle of the grid
-            self.best_params_ = {"svc__C": self.C[len(self.C) // 2],
-                                 "svc__gamma": self.gamma[0]}
+            self.best_params_ = {"svc__C": cfg.C[len(cfg.C) // 2],
+                                 "svc__gamma": cfg.gamma[0]}
             self.pipeline_ = make_pipeline(StandardScaler(), SVC(
                 kernel="rbf", class_weight="balanced", C=self.best_params_["svc__C"],
                 gamma=self.best_params_["svc__gamma"])).fit(x, y)
@@ -163,7 +185,7 @@ class SVMEstimator:
             return self
         search = GridSearchCV(
             make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight="balanced")),
-            {"svc__C": list(self.C), "svc__gamma": list(self.gamma)},
+            {"svc__C": list(cfg.C), "svc__gamma": list(cfg.gamma)},
             cv=GroupKFold(n_splits=max(n_inner, 2)), scoring="roc_auc", n_jobs=1)
         search.fit(x, y, groups=groups)
         self.pipeline_ = search.best_estimator_
@@ -196,13 +218,23 @@ class SVMEstimator:
               - 2.0 * z @ a["support_vectors"].T)
         return np.exp(-a["gamma"][0] * np.maximum(sq, 0.0)) @ a["dual_coef"] + a["intercept"][0]
 
-    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
-        table = channel_table(store).filter(pl.col("key").is_in(keys))
+    def predict_proba(self, data: CohortData) -> pl.DataFrame:
+        """The decision function of every channel of ``data``."""
+        table = data.features()
         x, columns = self.features(table)
         if columns != self.columns_:  # another store's feature versions: say so, never misalign
-            raise ValueError(f"{store}: channel features {columns} differ from the ones the "
+            raise ValueError(f"channel features {columns} differ from the ones the "
                              f"SVM was trained on {self.columns_}")
-        return _scores(table, self.decision_function(x))
+        return scores_frame(table, self.decision_function(x))
+
+    def _export_learned(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        return ({"columns": list(self.columns_), "best_params": self.best_params_},
+                {f"svm.{k}": np.asarray(v) for k, v in self.arrays_.items()})
+
+    def _import_learned(self, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
+        self.columns_ = list(meta["columns"])
+        self.best_params_ = meta["best_params"]
+        self.arrays_ = {k[len("svm."):]: v for k, v in arrays.items() if k.startswith("svm.")}
 
 
 # --------------------------------------------------------------------------- stacking
@@ -217,11 +249,7 @@ def within_patient_rank(frame: pl.DataFrame, column: str) -> pl.Series:
     return frame.select(rank.fill_nan(0.5).fill_null(0.5).alias(column))[column]
 
 
-#: Per-patient scores of the baselines, see :meth:`StackedEstimator._baseline_scores`.
-_BASELINE_MEMO: dict[tuple[str, str, str, str], pl.DataFrame] = {}
-
-
-class StackedEstimator:
+class StackedEstimator(EstimatorBase):
     """Logistic regression over the within-patient ranks of other models' scores.
 
     The base models (learned ones and clinical baselines) score every training patient out
@@ -229,37 +257,38 @@ class StackedEstimator:
     base is fitted on the others, so the combiner never sees a score that a base model
     produced for a patient it was trained on (Wolpert's stacked generalisation; a combiner
     fitted on in-sample scores would trust the most over-fitted base). Baselines that learn
-    nothing score every patient directly. The combiner is an L2-regularised logistic
+    nothing score every patient directly (once per opened store, see
+    :meth:`CohortData.memoised_scores`). The combiner is an L2-regularised logistic
     regression with balanced class weights on the per-patient rank percentiles of the base
     scores; at prediction time the bases are refitted on all training patients (early
     stopping on the validation patients) and their ranks combined with the learned weights.
-
-    Parameters
-    ----------
-    bases : tuple of str
-        Zoo names of the base models (any except ``stack``).
-    base_configs : dict
-        Optional config per base name (as for :func:`make_estimator`).
-    inner_folds : int
-        Patient-wise folds for the out-of-fold base scores of learned bases.
-    C : float
-        Inverse L2 strength of the combiner.
-    seed : int
-        Seed of the inner folds.
+    Hyper-parameters: :class:`~sozstore.models.configs.StackConfig`.
     """
 
-    def __init__(self, bases: tuple[str, ...] = ("spike_rate", "hfo_rate", "ei", "fragility",
-                                                 "svm"),
-                 base_configs: dict[str, dict[str, Any]] | None = None, inner_folds: int = 3,
-                 C: float = 1.0, seed: int = 0) -> None:
-        self.bases = tuple(bases)
-        self.base_configs = dict(base_configs or {})
-        self.inner_folds = inner_folds
-        self.C = C
-        self.seed = seed
+    name = "stack"
+    config: StackConfig
+    weights_: dict[str, float]
+    arrays_: dict[str, NDArray[Any]]
+    fitted_: dict[str, Any]
+
+    def __init__(self, config: StackConfig | None = None, **params: Any) -> None:
+        self.config = config or StackConfig(**params)
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        """Zoo names of the base models."""
+        return self.config.bases
 
     def _base(self, name: str) -> Any:
-        return make_estimator(name, self.base_configs.get(name))
+        from sozstore.models.registry import build_estimator
+
+        return build_estimator(name, self.config.base_configs.get(name))
+
+    @staticmethod
+    def _learned(name: str) -> bool:
+        from sozstore.models.registry import REGISTRY
+
+        return REGISTRY[name].learned
 
     def _ranked(self, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         """One row per (patient, channel) with a rank column per base."""
@@ -272,44 +301,48 @@ class StackedEstimator:
         assert out is not None
         return out.with_columns(pl.col(list(self.bases)).fill_null(0.5))
 
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> "StackedEstimator":
+    def fit(self, train: CohortData, validation: CohortData | None = None
+            ) -> StackedEstimator:
+        """Out-of-fold base scores of the labelled patients of ``train`` and
+        ``validation``, the combiner on their ranks, then every base refitted on
+        ``train`` (early stopping on ``validation``)."""
         from sklearn.linear_model import LogisticRegression
 
-        if not self.bases or "stack" in self.bases:
-            raise ValueError("stack needs base models other than itself")
-        truth = channel_table(store, labels=labels).select(KEY_COLUMNS + ["soz"])
+        cfg = self.config
+        both = train.union(validation)
+        val_keys = set(validation.keys) if validation is not None else set()
+        truth = both.channels().select(KEY_COLUMNS + ["soz"])
         # only labelled patients can weigh the bases (and train a learned base)
         labelled = set(truth.filter(pl.col("soz").is_not_null())["key"])
-        keys = sorted((set(fit_keys) | set(val_keys)) & labelled)
+        keys = sorted(set(both.keys) & labelled)
         if len(keys) < 2:
             raise ValueError("stack needs at least two labelled training patients")
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(cfg.seed)
         order = [keys[i] for i in rng.permutation(len(keys))]
-        n_inner = max(2, min(self.inner_folds, len(keys)))
+        n_inner = max(2, min(cfg.inner_folds, len(keys)))
         inner = [order[k::n_inner] for k in range(n_inner)]
         oof: dict[str, pl.DataFrame] = {}
         for name in self.bases:
-            if name not in LEARNED:
-                oof[name] = self._baseline_scores(store, name, keys)
+            if not self._learned(name):
+                oof[name] = self._baseline_scores(name, both.subset(keys))
                 continue
             parts = []
             for k, held in enumerate(inner):
                 rest = [key for j, part in enumerate(inner) if j != k for key in part]
                 est = self._base(name)
                 if isinstance(est, TorchEstimator):  # early stopping needs its own patients
-                    inner_val = [key for key in rest if key in set(val_keys)] or rest[:1]
+                    inner_val = [key for key in rest if key in val_keys] or rest[:1]
                     inner_fit = [key for key in rest if key not in set(inner_val)] or rest
                 else:
                     inner_fit, inner_val = rest, []
-                est.fit(store, inner_fit, inner_val, labels=labels)
-                parts.append(est.predict(store, held))
+                est.fit(both.subset(inner_fit), both.subset(inner_val) if inner_val else None)
+                parts.append(est.predict_proba(both.subset(held)))
             oof[name] = pl.concat(parts)
         table = self._ranked(oof)
-        train = table.join(truth, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null())
-        x = train.select(self.bases).to_numpy()
-        y = train["soz"].to_numpy().astype(int)
-        self.combiner_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000)
+        fitted = table.join(truth, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null())
+        x = fitted.select(self.bases).to_numpy()
+        y = fitted["soz"].to_numpy().astype(int)
+        self.combiner_ = LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=1000)
         if 0 < y.sum() < y.size:
             self.combiner_.fit(x, y)
         else:  # no labels to weigh the bases: equal weights (the mean rank)
@@ -318,78 +351,55 @@ class StackedEstimator:
         self.weights_ = dict(zip(self.bases, self.combiner_.coef_[0].tolist()))
         self.arrays_ = {"coef": self.combiner_.coef_[0], "intercept": self.combiner_.intercept_}
         logger.info("stack: combiner weights %s on %d channels of %d patients",
-                    {k: round(v, 3) for k, v in self.weights_.items()}, train.height, len(keys))
-        self.fitted_ = {name: (self._base(name).fit(store, fit_keys, val_keys, labels=labels)
-                               if name in LEARNED else self._base(name))
+                    {k: round(v, 3) for k, v in self.weights_.items()}, fitted.height,
+                    len(keys))
+        self.fitted_ = {name: (self._base(name).fit(train, validation)
+                               if self._learned(name) else self._base(name))
                         for name in self.bases}
         return self
 
-    def _baseline_scores(self, store: str | Path, name: str, keys: list[str]) -> pl.DataFrame:
-        """Scores of a baseline that learns nothing, per patient, memoised for the process.
+    def _baseline_scores(self, name: str, data: CohortData) -> pl.DataFrame:
+        """Scores of a baseline that learns nothing (memoised with the opened store: a
+        baseline scores each patient from that patient's recordings alone, so its scores
+        are the same in every fold)."""
+        return data.memoised_scores(name, self.config.base_configs.get(name),
+                                    self._base(name).predict_proba)
 
-        A baseline scores each patient from that patient's recordings alone, so its scores
-        are the same in every fold; fragility and EI read raw signal around every seizure,
-        and a 5-fold stack would otherwise recompute each patient five times. Like
-        :func:`~sozstore.models.data.channel_table`, the memo assumes the store does not
-        change under a running process.
-        """
-        config = json.dumps(self.base_configs.get(name), sort_keys=True, default=str)
-        root = str(Path(store).resolve())
-        if not keys:
-            return self._base(name).predict(store, [])
-        missing = [k for k in keys if (root, name, config, k) not in _BASELINE_MEMO]
-        if missing:
-            scored = self._base(name).predict(store, missing)
-            for k in missing:
-                _BASELINE_MEMO[(root, name, config, k)] = scored.filter(pl.col("key") == k)
-        return pl.concat([_BASELINE_MEMO[(root, name, config, k)] for k in keys])
-
-    def predict(self, store: str | Path, keys: list[str]) -> pl.DataFrame:
-        table = self._ranked({name: (est.predict(store, keys) if name in LEARNED
-                                     else self._baseline_scores(store, name, keys))
+    def predict_proba(self, data: CohortData) -> pl.DataFrame:
+        """The combiner's score of the base models' within-patient ranks."""
+        table = self._ranked({name: (est.predict_proba(data) if self._learned(name)
+                                     else self._baseline_scores(name, data))
                               for name, est in self.fitted_.items()})
         x = table.select(self.bases).to_numpy()
-        return _scores(table, x @ self.arrays_["coef"] + self.arrays_["intercept"][0])
+        return scores_frame(table, x @ self.arrays_["coef"] + self.arrays_["intercept"][0])
+
+    def _export_learned(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        from sozstore.models.checkpoint import estimator_state
+
+        meta: dict[str, Any] = {"weights": self.weights_, "fitted": {}}
+        arrays = {f"stack.{k}": np.asarray(v) for k, v in self.arrays_.items()}
+        for base, est in self.fitted_.items():
+            sub_meta, sub_arrays = estimator_state(est)
+            meta["fitted"][base] = sub_meta
+            arrays.update({f"base.{base}.{k}": v for k, v in sub_arrays.items()})
+        return meta, arrays
+
+    def _import_learned(self, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
+        from sozstore.models.checkpoint import estimator_from_state
+
+        self.weights_ = meta["weights"]
+        self.arrays_ = {k[len("stack."):]: v for k, v in arrays.items()
+                        if k.startswith("stack.")}
+        self.fitted_ = {}
+        for base, sub_meta in meta["fitted"].items():
+            prefix = f"base.{base}."
+            self.fitted_[base] = estimator_from_state(
+                sub_meta, {k[len(prefix):]: v for k, v in arrays.items()
+                           if k.startswith(prefix)})
 
 
 # --------------------------------------------------------------------------- torch models
-@dataclass
-class TorchConfig:
-    """Training settings shared by the torch models (the demo shrinks them)."""
-
-    model: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    gamma: float = 0.0
-    beta: float = 0.999
-    patience: int = 6
-    n_clips: int = 25
-    n_steps: int = 12
-    raw_steps: int = 45
-    pretrain_epochs: int = 5
-    #: Fraction of clips masked in SOZFormer's masked-reconstruction pretraining.
-    mask_fraction: float = 0.3
-    #: Random channel subsets, per-channel gains and feature noise on training windows
-    #: (feature models; see ``models.datasets.augment_clip_features``).
-    augment: bool = True
-    #: Hyper-parameter search on the validation patients: ``{"lr": [3e-4, 1e-3],
-    #: "model.dropout": [0.1, 0.3]}``; ``search_budget`` combinations at most, drawn with the
-    #: seed. Each candidate trains on the fit patients and is scored on the validation
-    #: patients only, so in a cross-validation the outer test patients never take part.
-    search: dict[str, list[Any]] = field(default_factory=dict)
-    search_budget: int = 4
-    max_batches_per_epoch: int | None = None
-    num_workers: int = 0
-    seed: int = 0
-    device: str = "auto"
-    #: torch CPU threads (0: torch's default). On a small shared machine 1 is much faster:
-    #: bench/loader.py measured 2.9-74x slower steps with 2 threads on 2 busy cores.
-    threads: int = 0
-
-
-class TorchEstimator:
+class TorchEstimator(EstimatorBase):
     """Train one of the networks with early stopping on the validation patients.
 
     The loss is the class-balanced focal BCE (``gamma``, ``beta``) whose class counts are
@@ -397,15 +407,36 @@ class TorchEstimator:
     instances (with beta = 0.999 the latter saturate to no rebalancing, models.md §5.1);
     the realised weights are logged. SZLoc uses its own multi-task loss. Channel scores are
     the mean sigmoid over all windows of a patient.
+
+    Parameters
+    ----------
+    name : {"sozformer", "dcgru", "szloc"}
+        The network.
+    config : TorchConfig, optional
+        Training settings (the model's own config class, e.g.
+        :class:`~sozstore.models.configs.DCGRUConfig`; its defaults when omitted).
+    progress : bool
+        A progress bar per epoch on stderr with the validation patient-AUROC (not a
+        hyper-parameter: it changes nothing that is learned).
     """
 
+    config: TorchConfig
     model_: torch.nn.Module
     history_: list[dict[str, float]]
     weights_: tuple[float, float]
 
-    def __init__(self, name: str, config: TorchConfig | None = None) -> None:
+    def __init__(self, name: str, config: TorchConfig | None = None, *,
+                 progress: bool = False) -> None:
+        if config is None:
+            from sozstore.models.registry import parse_model_config
+
+            parsed = parse_model_config(name, None)
+            if not isinstance(parsed, TorchConfig):
+                raise ValueError(f"{name!r} is not a torch model")
+            config = parsed
         self.name = name
-        self.config = config or TorchConfig()
+        self.config = config
+        self.progress = progress
 
     # -- plumbing
     def _device(self) -> torch.device:
@@ -413,9 +444,8 @@ class TorchEstimator:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.config.device)
 
-    def _dataset(self, store: str | Path, keys: list[str], *, train: bool,
-                 labels: pl.DataFrame | None = None) -> Any:
-        recs = recording_table(store, subjects=keys, labels=labels)
+    def _dataset(self, data: CohortData, *, train: bool) -> Any:
+        recs = data.recordings()
         kw: dict[str, Any] = dict(seed=self.config.seed, shuffle=train, random_offsets=train,
                                   equalize=train and torch.distributed.is_initialized())
         if self.name in ("sozformer", "dcgru"):
@@ -424,11 +454,11 @@ class TorchEstimator:
             # every rank predicts every window, so early stopping decides the same everywhere
             kw.update(rank=0, world_size=1)
         if self.name == "sozformer":
-            return ClipSequenceDataset(store, recs, n_clips=self.config.n_clips, **kw)
+            return data.clip_dataset(recs, n_clips=self.config.n_clips, **kw)
         if self.name == "dcgru":
-            return GraphSequenceDataset(store, recs, n_steps=self.config.n_steps, **kw)
+            return data.graph_dataset(recs, n_steps=self.config.n_steps, **kw)
         if self.name == "szloc":
-            return RawWindowDataset(store, recs, n_steps=self.config.raw_steps, **kw)
+            return data.raw_dataset(recs, n_steps=self.config.raw_steps, **kw)
         raise ValueError(f"unknown torch model {self.name!r}")
 
     def _build(self, n_features: int) -> torch.nn.Module:
@@ -480,19 +510,19 @@ class TorchEstimator:
         return loss
 
     # -- estimator API
-    def fit(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-            labels: pl.DataFrame | None = None) -> "TorchEstimator":
-        """Train on ``fit_keys`` with early stopping on ``val_keys``; with a ``search`` in
+    def fit(self, train: CohortData, validation: CohortData | None = None
+            ) -> TorchEstimator:
+        """Train on ``train`` with early stopping on ``validation``; with a ``search`` in
         the config, train every candidate and keep the best on the validation patients."""
         if not self.config.search:
-            return self._fit_once(store, fit_keys, val_keys, labels=labels)
+            return self._fit_once(train, validation)
         candidates = search_candidates(self.config, seed=self.config.seed)
         base = self.config
         self.search_results_: list[dict[str, Any]] = []
         best_score, best_fit = -np.inf, None
         for params in candidates:
             self.config = apply_params(base, params)
-            self._fit_once(store, fit_keys, val_keys, labels=labels)
+            self._fit_once(train, validation)
             score = max((h["val_auroc"] for h in self.history_), default=float("nan"))
             self.search_results_.append({"params": params, "val_auroc": score})
             logger.info("%s search %s: validation patient-AUROC %.3f", self.name, params, score)
@@ -503,8 +533,8 @@ class TorchEstimator:
         self.best_params_, self.config, self.model_, self.history_, self.weights_ = best_fit
         return self
 
-    def _fit_once(self, store: str | Path, fit_keys: list[str], val_keys: list[str], *,
-                  labels: pl.DataFrame | None = None) -> "TorchEstimator":
+    def _fit_once(self, train: CohortData, validation: CohortData | None
+                  ) -> TorchEstimator:
         from sozstore.models.nn.losses import class_balanced_weights
 
         cfg = self.config
@@ -512,22 +542,21 @@ class TorchEstimator:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         device = self._device()
-        counted = channel_table(store, labels=labels).filter(pl.col("key").is_in(fit_keys)
-                                                             & pl.col("soz").is_not_null())
+        counted = train.channels().filter(pl.col("soz").is_not_null())
         n_pos = int(counted["soz"].sum())
         self.weights_ = class_balanced_weights(counted.height - n_pos, n_pos, beta=cfg.beta)
         logger.info("%s: class weights (neg, pos) = %s from %d unique patient-channels",
                     self.name, self.weights_, counted.height)
-        # early stopping must see the same targets as training (shuffled ones in a leak
-        # control), never the true labels of anyone
-        self._labels = labels
-        train_ds = self._dataset(store, fit_keys, train=True, labels=labels)
+        # early stopping sees the validation data's targets, which the runner gives the
+        # same labels as training (shuffled ones in a leak control)
+        has_validation = validation is not None and len(validation) > 0
+        train_ds = self._dataset(train, train=True)
         model = self._build(getattr(train_ds, "n_features", 0)).to(device)
         if self.name in ("dcgru", "sozformer") and cfg.pretrain_epochs > 0:
             # self-supervised: every recording that is not a held-out test patient's,
             # labelled or not (patients without any label only ever help here)
-            pretrain_keys = sorted(set(fit_keys) | set(val_keys) | unlabelled_keys(store))
-            self._pretrain(model, self._dataset(store, pretrain_keys, train=True), device)
+            pretrain = train.union(validation).union(train.unlabelled())
+            self._pretrain(model, self._dataset(pretrain, train=True), device)
         ddp = torch.distributed.is_available() and torch.distributed.is_initialized()
         net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -537,7 +566,11 @@ class TorchEstimator:
                                                     + 1, pct_start=0.05)
         best, best_state, stale = -np.inf, copy.deepcopy(model.state_dict()), 0
         self.history_ = []
-        for epoch in range(cfg.epochs):
+        # progress on stderr only (rank 0 under torchrun); nothing of it reaches results
+        epochs = tqdm(range(cfg.epochs), desc=f"{self.name} epochs", unit="epoch",
+                      file=sys.stderr, leave=False, dynamic_ncols=True,
+                      disable=not self.progress or (ddp and torch.distributed.get_rank() > 0))
+        for epoch in epochs:
             t0 = time.perf_counter()
             train_ds.set_epoch(epoch)
             net.train()
@@ -550,19 +583,22 @@ class TorchEstimator:
                     sched.step()
                 losses.append(float(loss.detach()))
             self.model_ = model
-            score = self._validation_auroc(store, val_keys) if val_keys else -float(
-                np.mean(losses))
+            score = (self._validation_auroc(validation) if has_validation and validation
+                     is not None else -float(np.mean(losses)))
             self.history_.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses
                                   else float("nan"), "val_auroc": score,
                                   "seconds": time.perf_counter() - t0})
             logger.info("%s epoch %d loss %.4f val patient-AUROC %.3f", self.name, epoch,
                         self.history_[-1]["loss"], score)
+            epochs.set_postfix(loss=f"{self.history_[-1]['loss']:.4f}",
+                               **({"val_auroc": f"{score:.3f}"} if has_validation else {}))
             if score > best + 1e-4:
                 best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
+        epochs.close()
         model.load_state_dict(best_state)
         self.model_ = model
         return self
@@ -581,7 +617,6 @@ class TorchEstimator:
             return
         from sozstore.models.nn.dcgru import DCGRUForecaster
 
-        cfg = self.config
         keys = ("hidden", "n_layers", "k_hops", "dropout", "top_k")
         forecaster = DCGRUForecaster(dataset.n_features, **{k: v for k, v in
                                                             self.config.model.items()
@@ -634,12 +669,12 @@ class TorchEstimator:
             self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
             logger.info("%s epoch %d loss %.4f", label, epoch, self.pretrain_history_[-1])
 
-    def _validation_auroc(self, store: str | Path, keys: list[str]) -> float:
+    def _validation_auroc(self, validation: CohortData) -> float:
+        """Mean per-patient AUROC of the current network on ``validation`` (its labels)."""
         from sklearn.metrics import roc_auc_score
 
-        pred = self.predict(store, keys)
-        table = channel_table(store, labels=getattr(self, "_labels", None)).select(
-            KEY_COLUMNS + ["soz"])
+        pred = self.predict_proba(validation)
+        table = validation.channels().select(KEY_COLUMNS + ["soz"])
         joined = pred.join(table, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null())
         aucs = []
         for _, g in joined.group_by("key"):
@@ -649,10 +684,12 @@ class TorchEstimator:
         return float(np.mean(aucs)) if aucs else float("nan")
 
     @torch.no_grad()
-    def predict(self, store: str | Path, keys: list[str], *,
-                recording_ids: list[str] | None = None) -> pl.DataFrame:
+    def predict_proba(self, data: CohortData, *,
+                      recording_ids: list[str] | None = None) -> pl.DataFrame:
+        """Mean sigmoid of every channel over all windows of its patient's recordings
+        (only the recordings ``recording_ids`` when given)."""
         device = self._device()
-        ds = self._dataset(store, keys, train=False)
+        ds = self._dataset(data, train=False)
         if recording_ids is not None:
             ds.recordings = [r for r in ds.recordings if r.recording_id in recording_ids]
         self.model_.eval()
@@ -666,18 +703,25 @@ class TorchEstimator:
                         float(prob[i, j]))
         rows = [{"key": f"{s}/{sub}", "site": s, "subject": sub, "channel": c,
                  "score": float(np.mean(v))} for (s, sub, c), v in sums.items()]
-        table = channel_table(store).filter(pl.col("key").is_in(keys)).select(KEY_COLUMNS)
+        table = data.features().select(KEY_COLUMNS)
         frame = pl.DataFrame(rows, schema={"key": pl.String, "site": pl.String,
                                            "subject": pl.String, "channel": pl.String,
                                            "score": pl.Float64})
         return table.join(frame, on=KEY_COLUMNS, how="left")
 
+    def _export_learned(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        meta = {"model_config": self.model_.get_config(),  # type: ignore[operator]
+                "weights": list(getattr(self, "weights_", ()))}
+        return meta, {f"model.{k}": v.detach().cpu().numpy()
+                      for k, v in self.model_.state_dict().items()}
 
-def unlabelled_keys(store: str | Path) -> set[str]:
-    """Patients of the store without a single SOZ label (usable for self-supervision)."""
-    table = channel_table(store)
-    labelled = set(table.filter(pl.col("soz").is_not_null())["key"])
-    return set(table["key"]) - labelled
+    def _import_learned(self, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
+        from sozstore.models.nn.registry import build_model
+
+        self.model_ = build_model(self.name, meta["model_config"])
+        self.model_.load_state_dict({k[len("model."):]: torch.from_numpy(v.copy())
+                                     for k, v in arrays.items() if k.startswith("model.")})
+        self.weights_ = tuple(meta.get("weights", ()))
 
 
 def search_candidates(config: TorchConfig, *, seed: int) -> list[dict[str, Any]]:
@@ -696,9 +740,9 @@ def search_candidates(config: TorchConfig, *, seed: int) -> list[dict[str, Any]]
 
 
 def apply_params(config: TorchConfig, params: dict[str, Any]) -> TorchConfig:
-    """A copy of ``config`` with ``params`` set (``model.NAME`` sets a network argument);
-    the copy has no search of its own."""
-    fields_ = asdict(config)
+    """A copy of ``config`` with ``params`` set (``model.NAME`` sets a network argument),
+    validated by its class; the copy has no search of its own."""
+    fields_ = config.model_dump()
     model = dict(fields_.pop("model"))
     for name, value in params.items():
         if name.startswith("model."):
@@ -708,52 +752,13 @@ def apply_params(config: TorchConfig, params: dict[str, Any]) -> TorchConfig:
         else:
             raise ValueError(f"unknown search parameter {name!r}")
     fields_.update(model=model, search={})
-    return TorchConfig(**fields_)
-
-
-# --------------------------------------------------------------------------- registry
-ZOO = ("sozformer", "dcgru", "szloc", "svm", "stack", "spike_rate", "hfo_rate", "ei",
-       "fragility")
-#: Per-model training defaults that differ from :class:`TorchConfig`'s (measured on generated
-#: cohorts: the DCGRU does not learn in 10 epochs at 3e-4, and its mean readout over steps
-#: beats the last state on 5-s steps).
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dcgru": {"lr": 1e-3, "model": {"readout": "mean"}},
-    "szloc": {"lr": 1e-4, "batch_size": 4},
-}
-LEARNED = ("sozformer", "dcgru", "szloc", "svm", "stack")
-
-
-def make_estimator(name: str, config: dict[str, Any] | None = None) -> Any:
-    """An estimator by name, with an optional config (TorchConfig fields for torch models,
-    constructor arguments otherwise)."""
-    config = dict(config or {})
-    if name in ("sozformer", "dcgru", "szloc"):
-        defaults = MODEL_DEFAULTS.get(name, {})
-        merged = {**defaults, **config,
-                  "model": {**defaults.get("model", {}), **config.get("model", {})}}
-        return TorchEstimator(name, TorchConfig(**merged))
-    if name == "svm":
-        return SVMEstimator(**config)
-    if name in ("spike_rate", "hfo_rate"):
-        return RateBaseline(name)
-    if name == "ei":
-        return EIBaseline(**config)
-    if name == "fragility":
-        from sozstore.models.fragility import FragilityBaseline
-
-        return FragilityBaseline(**config)
-    if name == "stack":
-        return StackedEstimator(**config)
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
+    return type(config).model_validate(fields_)
 
 
 def estimator_config(estimator: Any) -> dict[str, Any]:
-    """The serialisable config of an estimator (for the runs table)."""
-    if isinstance(estimator, TorchEstimator):
-        return {"name": estimator.name, **asdict(estimator.config)}
-    return {"name": type(estimator).__name__, **{k: v for k, v in vars(estimator).items()
-                                                 if not k.endswith("_")}}
+    """The resolved config of an estimator for the runs table: its zoo name and every
+    hyper-parameter, defaults included."""
+    return {"name": estimator.name, **estimator.get_params()}
 
 
 def threshold_on_validation(val_pred: pl.DataFrame, labels: pl.DataFrame) -> float:
@@ -763,89 +768,19 @@ def threshold_on_validation(val_pred: pl.DataFrame, labels: pl.DataFrame) -> flo
     return youden_threshold(joined["soz"].to_numpy(), joined["score"].to_numpy())
 
 
-# --------------------------------------------------------------------------- checkpoints
-#: Estimator classes a checkpoint may name (nothing else is ever constructed from one).
-def _checkpoint_classes() -> dict[str, type]:
-    from sozstore.models.fragility import FragilityBaseline
 
-    return {c.__name__: c for c in (RateBaseline, EIBaseline, FragilityBaseline,
-                                    SVMEstimator, StackedEstimator, TorchEstimator)}
+# --------------------------------------------------------------------------- transitional
+# transitional: cli/demo switch in this change. ZOO, LEARNED and make_estimator are
+# derived from sozstore.models.registry on access (a module-level
+# __getattr__, because the registry imports this module); the lead deletes them once
+# src/sozstore/cli.py and demo.py import the registry.
+def __getattr__(name: str) -> Any:
+    from sozstore.models import registry
 
-
-def _params(estimator: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(estimator).items() if not k.endswith("_")
-            and not k.startswith("_")}
-
-
-def estimator_state(estimator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """A fitted estimator as JSON-able metadata and named arrays (a checkpoint's content).
-
-    Parameters are stored as they were given; what was learned is stored as arrays (a
-    network's state dict, the SVM's support vectors and coefficients, the stack's combiner
-    weights) and as plain values (the SVM's feature columns). :func:`estimator_from_state`
-    rebuilds the estimator without executing anything the file says: the class comes from a
-    fixed list, the rest is data.
-    """
-    name = type(estimator).__name__
-    if name not in _checkpoint_classes():
-        raise TypeError(f"no checkpoint format for {name}")
-    meta: dict[str, Any] = {"class": name, "params": json.loads(json.dumps(
-        _params(estimator), default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__")
-        else list(o)))}
-    arrays: dict[str, np.ndarray] = {}
-    if isinstance(estimator, TorchEstimator):
-        meta["model_config"] = estimator.model_.get_config()  # type: ignore[operator]
-        meta["weights"] = list(getattr(estimator, "weights_", ()))
-        arrays = {f"model.{k}": v.detach().cpu().numpy()
-                  for k, v in estimator.model_.state_dict().items()}
-    elif isinstance(estimator, SVMEstimator):
-        meta["columns"] = list(estimator.columns_)
-        meta["best_params"] = estimator.best_params_
-        arrays = {f"svm.{k}": np.asarray(v) for k, v in estimator.arrays_.items()}
-    elif isinstance(estimator, StackedEstimator):
-        meta["weights"] = estimator.weights_
-        arrays = {f"stack.{k}": np.asarray(v) for k, v in estimator.arrays_.items()}
-        meta["fitted"] = {}
-        for base, est in estimator.fitted_.items():
-            sub_meta, sub_arrays = estimator_state(est)
-            meta["fitted"][base] = sub_meta
-            arrays.update({f"base.{base}.{k}": v for k, v in sub_arrays.items()})
-    return meta, arrays
-
-
-def estimator_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of :func:`estimator_state`."""
-    classes = _checkpoint_classes()
-    cls = classes.get(meta.get("class", ""))
-    if cls is None:
-        raise ValueError(f"unknown estimator class {meta.get('class')!r} in checkpoint")
-    params = dict(meta["params"])
-    if cls is TorchEstimator:
-        from sozstore.models.nn.registry import build_model
-
-        config = TorchConfig(**params["config"])
-        est: Any = TorchEstimator(params["name"], config)
-        est.model_ = build_model(params["name"], meta["model_config"])
-        est.model_.load_state_dict({k[len("model."):]: torch.from_numpy(v.copy())
-                                    for k, v in arrays.items() if k.startswith("model.")})
-        est.weights_ = tuple(meta.get("weights", ()))
-        return est
-    if cls is SVMEstimator:
-        params["C"], params["gamma"] = tuple(params["C"]), tuple(params["gamma"])
-    if cls is StackedEstimator:
-        params["bases"] = tuple(params["bases"])
-    est = cls(**params)
-    if cls is SVMEstimator:
-        est.columns_ = list(meta["columns"])
-        est.best_params_ = meta["best_params"]
-        est.arrays_ = {k[len("svm."):]: v for k, v in arrays.items() if k.startswith("svm.")}
-    elif cls is StackedEstimator:
-        est.weights_ = meta["weights"]
-        est.arrays_ = {k[len("stack."):]: v for k, v in arrays.items()
-                       if k.startswith("stack.")}
-        est.fitted_ = {}
-        for base, sub_meta in meta["fitted"].items():
-            prefix = f"base.{base}."
-            est.fitted_[base] = estimator_from_state(
-                sub_meta, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-    return est
+    if name == "ZOO":
+        return tuple(registry.REGISTRY)
+    if name == "LEARNED":
+        return tuple(n for n, spec in registry.REGISTRY.items() if spec.learned)
+    if name == "make_estimator":
+        return registry.build_estimator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

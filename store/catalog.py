@@ -6,19 +6,26 @@ union cleanly. Shared keys: ``recording_id`` (recordings, channels, events), ``s
 ``bad`` are booleans, null where the site gives no label.
 
 Readers come in eager/lazy pairs, after polars: :func:`read_table` returns a
-``polars.DataFrame``, :func:`scan_table` a ``polars.LazyFrame``.
+``polars.DataFrame``, :func:`scan_table` a ``polars.LazyFrame`` (both are
+:meth:`Store.read <sozstore.store.Store.read>` and :meth:`Store.scan
+<sozstore.store.Store.scan>` for a store given by its root).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 
+from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import write_parquet_atomic
-from sozstore.store.layout import StoreLayout
+from sozstore.store.layout import CATALOG_TABLES
+
+if TYPE_CHECKING:
+    from sozstore.store.store import Store, StoreLike
 
 _str = pa.string()
 _f64 = pa.float64()
@@ -100,26 +107,56 @@ def to_table(name: str, rows: Sequence[dict[str, Any]] | dict[str, list[Any]]) -
                                 schema=schema)
 
 
-def write_fragment(layout: StoreLayout, name: str, table: pa.Table, *, site: str,
+def write_fragment(store: Store, name: str, table: pa.Table, *, site: str,
                    subject: str | None, part: str, if_changed: bool = False) -> Path:
-    """Write one fragment of a catalog table atomically and return its path."""
-    if subject is None:
-        path = layout.partition(name, site) / f"{part}.parquet"
-    else:
-        path = layout.fragment(name, site, subject, part)
+    """Write one fragment of a catalog table atomically and return its path.
+
+    Parameters
+    ----------
+    store : Store
+        The store.
+    name : str
+        Catalog table.
+    table : pyarrow.Table
+        Its rows (cast to the table's schema).
+    site, subject : str
+        The partition (``subject`` None: a site-level file, as ``sites``).
+    part : str
+        The file's name without suffix.
+    if_changed : bool
+        Write nothing if the file already holds these rows.
+    """
+    path = store.fragment(name, site, subject, part)
     write_parquet_atomic(table.cast(SCHEMAS[name]), path, if_changed=if_changed)
     return path
 
 
-def scan_table(store: str | Path, name: str) -> pl.LazyFrame:
-    """Lazily scan a catalog table of a store (empty with the right schema if absent)."""
-    layout = StoreLayout(store)
-    files = sorted(layout.table_dir(name).glob("**/*.parquet"))
-    if not files:
-        return pl.from_arrow(SCHEMAS[name].empty_table()).lazy()  # type: ignore[union-attr]
-    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+@fill_doc
+def scan_table(store: StoreLike, name: str) -> pl.LazyFrame:
+    """Lazily scan a catalog table of a store (empty with the right schema if absent).
+
+    Parameters
+    ----------
+    %(store)s
+    name : str
+        Catalog table.
+    """
+    # imported here: store.py reads SCHEMAS from this module
+    from sozstore.store.store import Store
+
+    if name not in CATALOG_TABLES:
+        raise ValueError(f"unknown catalog table {name!r}")
+    return Store.open(store).scan(name)
 
 
-def read_table(store: str | Path, name: str) -> pl.DataFrame:
-    """Read a catalog table of a store into memory (see :func:`scan_table`)."""
+@fill_doc
+def read_table(store: StoreLike, name: str) -> pl.DataFrame:
+    """Read a catalog table of a store into memory (see :func:`scan_table`).
+
+    Parameters
+    ----------
+    %(store)s
+    name : str
+        Catalog table.
+    """
     return scan_table(store, name).collect()

@@ -5,18 +5,24 @@ The connection is an in-memory database whose views read the store's Parquet fil
 nothing is ever written to the store by a query; :func:`run_query` further accepts only
 ``SELECT`` statements (``WITH ... SELECT`` included) and binds parameters rather than pasting
 them into SQL.
+
+Feature views come from what the store knows of its feature tables
+(:meth:`Store.feature_tables <sozstore.store.Store.feature_tables>`: the manifest the feature
+engine declares, or the versions on disk), so this module needs nothing from the ETL.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from sozstore.store._docs import fill_doc
 from sozstore.store.catalog import SCHEMAS
-from sozstore.store.layout import CATALOG_TABLES, RESULT_TABLES, StoreLayout
+from sozstore.store.layout import CATALOG_TABLES, RESULT_TABLES
+from sozstore.store.store import Store, StoreLike
 
 
 class QueryError(ValueError):
@@ -47,33 +53,32 @@ def _empty_view_sql(name: str, schema: pa.Schema) -> str:
     return f"CREATE VIEW \"{name}\" AS SELECT {', '.join(cols)} WHERE false"
 
 
-def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
+@fill_doc
+def connect(store: StoreLike, *, extra_views: Mapping[str, str] | None = None
             ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per catalog table of ``store``.
+    """An in-memory DuckDB connection with a view per table of ``store``.
 
     Parameters
     ----------
-    store : str | Path
-        The store root.
+    %(store)s
     extra_views : mapping of str to str, optional
-        More ``name -> SELECT`` views to define after the catalog ones.
+        More ``name -> SELECT`` views to define after the store's.
     """
-    layout = StoreLayout(store)
-    if not layout.root.exists():
-        raise QueryError(f"{layout.root}: no such store")
+    store = Store.open(store)
+    if not store.exists():
+        raise QueryError(f"{store.root}: no such store")
     con = duckdb.connect(":memory:")
     for name in CATALOG_TABLES:
-        if any(layout.table_dir(name).glob("**/*.parquet")):
-            glob = _sql_string(layout.table_glob(name))
+        if any(store.table_dir(name).glob("**/*.parquet")):
+            glob = _sql_string(store.table_glob(name))
             con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet({glob}, "
                         "union_by_name = true, hive_partitioning = false)")
         else:
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
-    _feature_views(con, layout)
+    _feature_views(con, store)
     for name in RESULT_TABLES:
-        files = layout.root / "results" / name
-        if any(files.glob("run=*/*.parquet")):
-            glob = _sql_string(str(files / "run=*" / "*.parquet"))
+        if store.result_files(name):
+            glob = _sql_string(store.result_glob(name))
             sql = (f"SELECT * FROM read_parquet({glob}, union_by_name = true, "
                    "hive_partitioning = false)")
             if name in SCHEMAS:
@@ -89,25 +94,30 @@ def connect(store: str | Path, *, extra_views: Mapping[str, str] | None = None
     return con
 
 
-def _feature_views(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> None:
+def _feature_views(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     """One view per feature table at its current version (``spikes``), one per stored
-    version (``spikes_v1``); an empty typed view when the store has none yet."""
-    from sozstore.etl.features.registry import FEATURE_SETS
+    version (``spikes_v1``); an empty typed view when the store has no rows of the current
+    version but knows its schema."""
+    for table in store.feature_tables().values():
+        for version in table.versions:
+            glob = _sql_string(store.feature_glob(table.name, version))
+            con.execute(f"CREATE VIEW \"{table.name}_v{version}\" AS SELECT * FROM "
+                        f"read_parquet({glob}, union_by_name = true, "
+                        "hive_partitioning = false)")
+        if table.version in table.versions:
+            con.execute(f"CREATE VIEW \"{table.name}\" AS SELECT * FROM "
+                        f"\"{table.name}_v{table.version}\"")
+        elif table.schema is not None:
+            con.execute(_empty_view_sql(table.name, table.schema))
 
-    root = layout.root / "features"
-    for fs in FEATURE_SETS.values():
-        for table, schema in fs.tables.items():
-            versions = sorted(int(p.name[1:]) for p in (root / table).glob("v*")
-                              if p.name[1:].isdigit()) if (root / table).exists() else []
-            for version in versions:
-                files = root / table / f"v{version}" / "site=*" / "subject=*" / "*.parquet"
-                con.execute(f"CREATE VIEW \"{table}_v{version}\" AS SELECT * FROM read_parquet("
-                            f"{_sql_string(str(files))}, union_by_name = true, "
-                            "hive_partitioning = false)")
-            if fs.version in versions:
-                con.execute(f"CREATE VIEW \"{table}\" AS SELECT * FROM \"{table}_v{fs.version}\"")
-            else:
-                con.execute(_empty_view_sql(table, schema))
+
+def _one_line(err: duckdb.Error) -> str:
+    """DuckDB's message on one line: the error and its hint (``Did you mean "recordings"?``,
+    ``Candidate bindings: ...``), without the echoed query and caret that may follow."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = [lines[0], *(line for line in lines[1:2] if not line.startswith("LINE "))] \
+        if lines else [type(err).__name__]
+    return " ".join(kept)
 
 
 def check_read_only(sql: str) -> None:
@@ -115,16 +125,26 @@ def check_read_only(sql: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as err:
-        raise QueryError(f"cannot parse query: {err}") from None
+        raise QueryError(f"cannot parse query: {_one_line(err)}") from None
     if len(statements) != 1:
         raise QueryError(f"expected one statement, got {len(statements)}")
     if statements[0].type != duckdb.StatementType.SELECT:
         raise QueryError(f"only SELECT queries are allowed (got {statements[0].type.name})")
 
 
-def run_named(store: str | Path, name: str, params: Mapping[str, str] | None = None
+@fill_doc
+def run_named(store: StoreLike, name: str, params: Mapping[str, str] | None = None
               ) -> pa.Table:
-    """Run a named query shipped in ``sql/`` with its parameters bound."""
+    """Run a named query shipped in ``sql/`` with its parameters bound.
+
+    Parameters
+    ----------
+    %(store)s
+    name : str
+        The query's name (``sozstore query --list``).
+    params : mapping of str to str, optional
+        Its parameters, as text (cast to their declared types).
+    """
     from sozstore.sql import NamedQueryError, named_queries
 
     queries = named_queries()
@@ -137,15 +157,25 @@ def run_named(store: str | Path, name: str, params: Mapping[str, str] | None = N
     return run_query(store, queries[name].sql, bound)
 
 
-def run_query(store: str | Path, sql: str, params: Mapping[str, Any] | None = None
+@fill_doc
+def run_query(store: StoreLike, sql: str, params: Mapping[str, Any] | None = None
               ) -> pa.Table:
-    """Run one read-only query against the store and return an Arrow table."""
+    """Run one read-only query against the store and return an Arrow table.
+
+    Parameters
+    ----------
+    %(store)s
+    sql : str
+        One ``SELECT`` statement; ``$name`` placeholders are bound from ``params``.
+    params : mapping of str to any, optional
+        Values of the placeholders.
+    """
     check_read_only(sql)
     con = connect(store)
     try:
         rel = con.sql(sql, params=dict(params) if params else None)
         return rel.to_arrow_table()
     except duckdb.Error as err:
-        raise QueryError(str(err).splitlines()[0]) from None
+        raise QueryError(_one_line(err)) from None
     finally:
         con.close()

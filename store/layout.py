@@ -1,22 +1,13 @@
-"""Where things live inside a store.
+"""Names inside a store: the table names and the rule that makes a path component safe.
 
-.. code-block:: text
-
-    STORE/
-      signals/site=<site>/<recording_id>.zarr      one Zarr v3 group per recording
-      catalog/<table>/site=<site>/subject=<subject>/<part>.parquet
-      catalog/sites/site=<site>/site.parquet
-
-Catalog tables are hive-partitioned by site and subject (the natural unit of deletion and of
-patient-wise splits). Partition columns are also stored inside the files, so one file read on
-its own is complete. Per-recording tables (``recordings``, ``channels``, ``events``) hold one
-file per recording, named by its id: one recording's ETL task writes only its own files.
+The paths themselves are built by :class:`sozstore.store.Store` (its module docstring
+draws the whole layout); this module holds what the paths are made of, so that modules
+which only need a name (``etl/discover.py``) need not import the store's readers.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 CATALOG_TABLES = ("sites", "subjects", "recordings", "channels", "events", "contacts")
 #: Tables under ``results/<table>/run=<run_id>/`` written by ``sozstore train``.
@@ -25,41 +16,18 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe_component(text: str) -> str:
-    """A path component made of safe characters only."""
+    """A path component made of safe characters only.
+
+    Parameters
+    ----------
+    text : str
+        Any name (a site, subject or recording id).
+
+    Returns
+    -------
+    str
+        ``text`` with every run of other characters replaced by ``-``, stripped of leading
+        and trailing ``-`` and ``.`` (``x`` when nothing is left).
+    """
     cleaned = _SAFE.sub("-", text).strip("-.")
     return cleaned or "x"
-
-
-class StoreLayout:
-    """Paths inside one store root."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser().resolve()
-
-    @property
-    def signals(self) -> Path:
-        return self.root / "signals"
-
-    @property
-    def catalog(self) -> Path:
-        return self.root / "catalog"
-
-    def zarr_path(self, site: str, recording_id: str) -> Path:
-        return self.signals / f"site={safe_component(site)}" / f"{recording_id}.zarr"
-
-    def table_dir(self, table: str) -> Path:
-        if table not in CATALOG_TABLES:
-            raise ValueError(f"unknown catalog table {table!r}")
-        return self.catalog / table
-
-    def partition(self, table: str, site: str, subject: str | None = None) -> Path:
-        path = self.table_dir(table) / f"site={safe_component(site)}"
-        if subject is not None:
-            path = path / f"subject={safe_component(subject)}"
-        return path
-
-    def fragment(self, table: str, site: str, subject: str, name: str) -> Path:
-        return self.partition(table, site, subject) / f"{safe_component(name)}.parquet"
-
-    def table_glob(self, table: str) -> str:
-        return str(self.table_dir(table) / "**" / "*.parquet")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from sozstore.phantom.config import PhantomConfig
 from sozstore.phantom.siteconfig import write_manifest_site
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -74,7 +75,7 @@ CALIBRATION: dict = dict(
 )
 
 
-def ingest_cohort(out: Path, config: object, *, subjects_per_site: int = 4,
+def ingest_cohort(out: Path, config: PhantomConfig | None, *, subjects_per_site: int = 4,
                   seed: int = 5) -> Path:
     """Generate a three-site cohort into ``out``, run the ETL of every site and the default
     features into ``out / "store"``; return the store."""

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sozstore.etl.channels import (ContactListError, canonical_keys, canonical_name,
-                                   expand_contacts, infer_types, match_contacts, split_contact)
+from sozstore.etl.channels import (
+    ContactListError,
+    canonical_keys,
+    canonical_name,
+    expand_contacts,
+    infer_types,
+    match_contacts,
+    split_contact,
+)
 from sozstore.etl.config import ChannelConfig
 
 

@@ -7,8 +7,9 @@ detectors, scored against the generator's truth tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -22,11 +23,24 @@ from sozstore.etl.features.spikes import SpikeEvents, detect_spikes
 from sozstore.etl.pipeline import run_site
 from sozstore.phantom import PhantomConfig, generate_cohort
 from sozstore.store.catalog import read_table
-from sozstore.store.signals import SignalReader, open_signals
+from sozstore.store.signals import open_signals
 
 SFREQ = 1000.0
 BG_UV = 30.0
-Events = SpikeEvents | HfoEvents
+# One detector's output type; _stream returns the type its detector returns.
+Events = TypeVar("Events", SpikeEvents, HfoEvents)
+
+
+class _BlockReader(Protocol):
+    """The slice-reading part of :class:`sozstore.store.signals.SignalReader`."""
+
+    @property
+    def sfreq(self) -> float: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    def read(self, tmin: float, tmax: float) -> NDArray[np.floating[Any]]: ...
 
 
 # ----------------------------------------------------------------------------------------
@@ -95,7 +109,14 @@ def _match(truth: NDArray[np.float64], found: NDArray[np.float64], tol: float,
     return len(used_f)
 
 
-def _stream(reader: SignalReader, rows: list[int], detect: Callable[..., Events], *,
+def _inside(start: NDArray[np.float64], end: NDArray[np.float64], truth: NDArray[np.float64],
+            pad: float = 0.0) -> Callable[[int, int], bool]:
+    """``inside`` predicate for :func:`_match`: truth ``j`` lies within found event ``i``
+    (``[start, end]`` widened by ``pad`` on both sides)."""
+    return lambda i, j: bool(start[i] - pad <= truth[j] <= end[i] + pad)
+
+
+def _stream(reader: _BlockReader, rows: list[int], detect: Callable[..., Events], *,
             block_s: float, margin_s: float, **options: object
             ) -> list[tuple[Events, NDArray[np.bool_], float]]:
     """Run a detector over a recording the way a streaming feature engine would.
@@ -215,11 +236,10 @@ def test_spikes_blocks_with_margins_equal_whole_recording() -> None:
         sfreq = SFREQ
         duration = x.shape[1] / SFREQ
 
-        def read(self, a: float, b: float) -> NDArray:
-            return x[:, int(round(a * SFREQ)):int(round(b * SFREQ))]
+        def read(self, tmin: float, tmax: float) -> NDArray[np.float64]:
+            return x[:, int(round(tmin * SFREQ)):int(round(tmax * SFREQ))]
 
-    reader: SignalReader = _Reader()  # type: ignore[assignment]
-    parts = _stream(reader, [0, 1], detect_spikes, block_s=60.0, margin_s=15.0)
+    parts = _stream(_Reader(), [0, 1], detect_spikes, block_s=60.0, margin_s=15.0)
     ch = np.concatenate([e.channel[k] for e, k, _ in parts])
     ts = np.concatenate([e.time_s[k] + a for e, k, a in parts])
     inner = (whole.time_s > 1.0) & (whole.time_s < 199.0)
@@ -377,7 +397,7 @@ def test_hfo_robust_statistics_equal_numpy() -> None:
 # ----------------------------------------------------------------------------------------
 
 #: Small cohort; interictal runs of 2-3 blocks so the block/margin path is exercised.
-PHANTOM = dict(
+PHANTOM: dict[str, Any] = dict(
     ictal_duration_s=40.0, interictal_duration_s=150.0, chul_interictal_hours=0.04,
     hup_onset_s=12.0, seizure_duration_s=(8.0, 12.0), postictal_s=5.0,
     lvfa_duration_s=(2.0, 3.0), electrodes_per_subject=(3, 4), contacts_per_electrode=(4, 6),
@@ -432,8 +452,7 @@ def _score_cohort(out: Path, config: PhantomConfig) -> dict[str, float]:
             start = np.concatenate([e.start_s[m] + a for e, m, a in sel])
             end = np.concatenate([e.end_s[m] + a for e, m, a in sel])
             true_h = truth_hfos.filter(of_rec & (pl.col("channel") == name))["time_s"].to_numpy()
-            counts["hf_tp"] += _match(true_h, peak, 0.05,
-                                      lambda f, j: bool(start[f] <= true_h[j] <= end[f]))
+            counts["hf_tp"] += _match(true_h, peak, 0.05, _inside(start, end, true_h))
             counts["hf_found"] += peak.size
             counts["hf_true"] += true_h.size
             hfo_rate[i] = peak.size / reader.duration * 60.0
@@ -491,7 +510,7 @@ def test_phantom_hfo_f1(phantom_scores: dict[str, float]) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# HFOs at the source rate: precision and recall against planted events (issue 8 section 2)
+# HFOs at the source rate: precision and recall against planted events
 # ----------------------------------------------------------------------------------------
 # Signals are built from the phantom's pure physiology functions (not from its cohort
 # generator, which changes independently): 1/f**1.8 background, ripples (80-250 Hz, 30-100
@@ -562,8 +581,7 @@ def _hfo_scores(ev: HfoEvents, truth: list[tuple[int, str, float]], n_channels: 
             planted = np.array([t for ch, k, t in truth if ch == c and k == kind])
             sel = (ev.channel == c) & (ev.kind == kind)
             start, end, peak = ev.start_s[sel], ev.end_s[sel], ev.peak_s[sel]
-            tp += _match(planted, peak, tol,
-                         lambda f, j: bool(start[f] - tol <= planted[j] <= end[f] + tol))
+            tp += _match(planted, peak, tol, _inside(start, end, planted, pad=tol))
             found += peak.size
             true += planted.size
         out[kind] = {"tp": tp, "found": found, "true": true}
@@ -633,7 +651,8 @@ def test_hfo_not_fooled_by_spikes_and_sharp_transients() -> None:
 def test_fast_ripples_of_a_2khz_source_reach_the_feature_table(tmp_path: Path) -> None:
     from synth import manifest_site, write_edf
 
-    from sozstore.etl.features.engine import compute_features, features_root
+    from sozstore.etl.features.engine import compute_features
+    from sozstore.store import Store
 
     source, seconds = 2048.0, 70.0
     rng = np.random.default_rng(3)
@@ -655,7 +674,8 @@ def test_fast_ripples_of_a_2khz_source_reach_the_feature_table(tmp_path: Path) -
         rec = read_table(store, "recordings").row(0, named=True)
         assert rec["sfreq"] == (2000.0 if label == "source" else 1000.0)
         assert compute_features(store, sets=["hfo"], progress=False).exit_code == 0
-        hfo = pl.read_parquet(next(features_root(store).glob("hfo/v*/site=*/subject=*/*.parquet")))
+        features = Store.open(store).features_dir
+        hfo = pl.read_parquet(next(features.glob("hfo/v*/site=*/subject=*/*.parquet")))
         counts[label] = dict(hfo.group_by("channel").agg(pl.col("fast_ripple_count").sum())
                              .iter_rows())
     assert counts["source"]["A1"] >= 0.8 * centres.size

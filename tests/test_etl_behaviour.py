@@ -16,9 +16,8 @@ import mne
 import numpy as np
 import polars as pl
 import pytest
+from synth import PLANTED_CODE, PLANTED_NAME, REALDATA, manifest_site, seeg_like, write_edf
 
-from synth import (PLANTED_CODE, PLANTED_NAME, REALDATA, manifest_site, seeg_like,
-                      write_edf)
 from sozstore.etl.config import load_site_config
 from sozstore.etl.pipeline import run_site
 from sozstore.store.catalog import read_table
@@ -135,7 +134,7 @@ def _snapshot(store: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_rerun_writes_nothing(bad_input_run) -> None:
-    report, store, toml = bad_input_run
+    _report, store, toml = bad_input_run
     before = _snapshot(Path(store))
     again = run_site(load_site_config(toml), store, progress=False)
     assert {r.status for r in again.results if r.ok} == {"up to date"}
@@ -212,7 +211,8 @@ def test_memory_bounded_by_chunk_not_length(tmp_path: Path) -> None:
         write_edf(root / "long.edf", data, 1000.0, names)
         del data
         toml = manifest_site(root, [{"file": "long.edf", "patient": "P", "recording": "r"}])
-        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(toml), str(tmp_path / f"s{minutes}")],
+        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(toml),
+                              str(tmp_path / f"s{minutes}")],
                              capture_output=True, text=True, check=True)
         peaks[minutes] = int(out.stdout.strip().splitlines()[-1]) / 1024  # MiB
     print(f"\npeak RSS (MiB): {peaks}")

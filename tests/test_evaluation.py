@@ -12,6 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
+from typer.testing import CliRunner
+
+from sozstore.cli import app
 from sozstore.models.evaluation import (
     BOOTSTRAPPED,
     LeakageError,
@@ -23,9 +26,6 @@ from sozstore.models.evaluation import (
 )
 from sozstore.models.runner import evaluate_model, resected_labels, shuffled_labels
 from sozstore.store.catalog import read_table
-from typer.testing import CliRunner
-
-from sozstore.cli import app
 
 runner = CliRunner()
 
@@ -282,17 +282,17 @@ def test_cli_train_query_evaluate_and_generalisation_report(phantom_store: tuple
     res = runner.invoke(app, ["query", "run_comparison", "--store", str(store)])
     assert res.exit_code == 0 and "[95% CI]" in res.output, res.output
     # a stored run against itself and against spike rate (same folds) via --against
-    res = runner.invoke(app, ["evaluate", svm["run_id"], "--store", str(store), "--against",
-                              svm["run_id"], "--format", "json"])
+    res = runner.invoke(app, ["evaluate", "--run", svm["run_id"], "--store", str(store),
+                              "--against", svm["run_id"], "--format", "json"])
     assert res.exit_code == 0, res.output
     assert all(r["difference"] == r["ci_low"] == r["ci_high"] == 0.0
                for r in json.loads(res.output))
-    res = runner.invoke(app, ["evaluate", svm["run_id"], "--store", str(store), "--against",
-                              spike["run_id"], "--format", "json"])
+    res = runner.invoke(app, ["evaluate", "--run", svm["run_id"], "--store", str(store),
+                              "--against", spike["run_id"], "--format", "json"])
     assert res.exit_code == 0, res.output
     overall = {r["metric"]: r for r in json.loads(res.output) if r["site"] == "all"}
     assert overall["diff_auroc"]["difference"] == pytest.approx(svm["d_auroc"])
-    res = runner.invoke(app, ["evaluate", svm["run_id"], "--store", str(store)])
+    res = runner.invoke(app, ["evaluate", "--run", svm["run_id"], "--store", str(store)])
     assert res.exit_code == 0 and "[95% CI]" in res.output
     out = tmp_path / "page" / "generalisation.html"
     res = runner.invoke(app, ["report", "generalisation", "--store", str(store), "--out",

@@ -12,8 +12,8 @@ import pytest
 import pywt
 import scipy.fft
 import scipy.signal
-
 from synth import manifest_site, seeg_like, write_edf
+
 from sozstore.etl.config import load_site_config
 from sozstore.etl.features import engine, registry
 from sozstore.etl.features.engine import compute_features, list_features, remove_version
@@ -117,9 +117,10 @@ def test_rows_carry_keys_and_join_catalog(store: Path) -> None:
     n = con.execute("SELECT count(*) FROM bandpower b JOIN channels c USING (recording_id, channel)"
                 ).fetchone()[0]
     total = con.execute("SELECT count(*) FROM bandpower").fetchone()[0]
-    clips = con.execute("SELECT sum(floor(duration_s / 5) * n_channels) FROM recordings").fetchone()[0]
+    clips = con.execute("SELECT sum(floor(duration_s / 5) * n_channels) "
+                        "FROM recordings").fetchone()[0]
     assert n == total == clips
-    cols = set([d[0] for d in con.execute("SELECT * FROM spikes LIMIT 0").description])
+    cols = {d[0] for d in con.execute("SELECT * FROM spikes LIMIT 0").description}
     assert {"site", "subject", "recording_id", "channel", "clip_start_s"} <= cols
 
 
@@ -274,7 +275,8 @@ def _stored_at(rate: float, seconds: float = 40.0, n_channels: int = 4) -> np.nd
     n = int(source * seconds)
     rng = np.random.default_rng(1)
     f = np.fft.rfftfreq(n, 1.0 / source)
-    spec = rng.standard_normal((n_channels, f.size)) + 1j * rng.standard_normal((n_channels, f.size))
+    shape = (n_channels, f.size)
+    spec = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     spec[:, 1:] /= f[1:] ** 0.9
     spec[:, 0] = 0.0
     x = np.fft.irfft(spec, n)

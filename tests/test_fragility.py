@@ -7,9 +7,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sozstore.models.fragility import (FragilityBaseline, fit_linear_model, fragility_map,
-                                       fragility_score, minimum_perturbation,
-                                       minimum_perturbation_norms)
+from sozstore.models.fragility import (
+    FragilityBaseline,
+    fit_linear_model,
+    fragility_map,
+    fragility_score,
+    minimum_perturbation,
+    minimum_perturbation_norms,
+)
 
 
 def _simulate(A: np.ndarray, n_samples: int, *, seed: int = 0, noise: float = 1.0
@@ -182,9 +187,12 @@ def test_estimator_scores_every_channel_on_the_phantom(phantom_store) -> None:
 
     store, _ = phantom_store
     keys = subject_keys(store)["key"].to_list()
+    from sozstore.models.estimator import CohortData
+
+    data = CohortData.from_store(store)
     model = FragilityBaseline(n_angles=21)
-    assert model.fit(store, keys[:2], keys[2:3]) is model
-    pred = model.predict(store, keys)
+    assert model.fit(data.subset(keys[:2]), data.subset(keys[2:3])) is model
+    pred = model.predict_proba(data.subset(keys))
     assert pred.columns == ["key", "site", "subject", "channel", "score"]
     expected = channel_table(store).filter(pl.col("key").is_in(keys))
     assert pred.height == expected.height
@@ -192,4 +200,4 @@ def test_estimator_scores_every_channel_on_the_phantom(phantom_store) -> None:
     assert pred["score"].is_finite().all()
     assert pred["score"].is_between(0.0, 1.0).all()
     # deterministic
-    assert pred.equals(model.predict(store, keys))
+    assert pred.equals(model.predict_proba(data.subset(keys)))

@@ -13,13 +13,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from sozstore.models import baselines
-from sozstore.models.data import (N_CLIP_FEATURES, RecordingInfo, channel_table,
-                                  recording_table, subject_keys)
-from sozstore.models.datasets import (ClipSequenceDataset, GraphSequenceDataset,
-                                      RawWindowDataset, collate_padded, epoch_units,
-                                      make_loader, shard_units)
-from sozstore.models.evaluation import (LeakageError, channel_metrics, check_disjoint,
-                                        leave_one_site_out, patient_kfold, youden_threshold)
+from sozstore.models.data import (
+    N_CLIP_FEATURES,
+    RecordingInfo,
+    channel_table,
+    recording_table,
+    subject_keys,
+)
+from sozstore.models.datasets import (
+    ClipSequenceDataset,
+    GraphSequenceDataset,
+    RawWindowDataset,
+    collate_padded,
+    epoch_units,
+    make_loader,
+    shard_units,
+)
+from sozstore.models.evaluation import (
+    LeakageError,
+    channel_metrics,
+    check_disjoint,
+    leave_one_site_out,
+    patient_kfold,
+    youden_threshold,
+)
 
 
 def _fake_recordings(n: int = 7) -> list[RecordingInfo]:

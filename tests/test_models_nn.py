@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -27,10 +28,11 @@ from sozstore.models.nn import (
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Small sizes: the tests check behaviour, not capacity.
-SOZFORMER_SMALL = dict(d_model=32, n_heads=4, n_temporal_layers=1, n_spatial_layers=1,
-                       dim_feedforward=64, dropout=0.1, max_clips=16)
-DCGRU_SMALL = dict(hidden=16, n_layers=2, k_hops=2, dropout=0.1, top_k=3)
-SZLOC_SMALL = dict(d_model=32, n_heads=4, dropout=0.15, dim_feedforward=32)
+SOZFORMER_SMALL: dict[str, Any] = dict(d_model=32, n_heads=4, n_temporal_layers=1,
+                                       n_spatial_layers=1, dim_feedforward=64, dropout=0.1,
+                                       max_clips=16)
+DCGRU_SMALL: dict[str, Any] = dict(hidden=16, n_layers=2, k_hops=2, dropout=0.1, top_k=3)
+SZLOC_SMALL: dict[str, Any] = dict(d_model=32, n_heads=4, dropout=0.15, dim_feedforward=32)
 N_FEAT, N_CLIPS, N_STEPS, N_SAMPLES, SZ_STEPS = 6, 5, 4, 64, 8
 
 
@@ -45,7 +47,9 @@ def _pearson(signals: torch.Tensor) -> torch.Tensor:
     return z @ z.transpose(-1, -2)
 
 
-def _inputs(name: str, counts: list[int], n_max: int, *, seed: int = 0) -> tuple[tuple, torch.Tensor]:
+def _inputs(
+    name: str, counts: list[int], n_max: int, *, seed: int = 0
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Random model inputs for a padded batch; padding holds NaN to prove it is never read."""
     g = torch.Generator().manual_seed(seed)
     mask = _mask(counts, n_max)
@@ -66,7 +70,7 @@ def _inputs(name: str, counts: list[int], n_max: int, *, seed: int = 0) -> tuple
     return (x, mask), mask
 
 
-def _model(name: str) -> torch.nn.Module:
+def _model(name: str) -> SOZFormer | DCGRUClassifier | DCGRUForecaster | SZLoc:
     torch.manual_seed(0)
     if name == "sozformer":
         return SOZFormer(N_FEAT, **SOZFORMER_SMALL)
@@ -77,7 +81,7 @@ def _model(name: str) -> torch.nn.Module:
     return SZLoc(N_SAMPLES, **SZLOC_SMALL)
 
 
-def _per_channel_outputs(name: str, out) -> dict[str, torch.Tensor]:
+def _per_channel_outputs(name: str, out: Any) -> dict[str, torch.Tensor]:
     """Outputs indexed (batch, channel, ...) for comparison."""
     if name == "szloc":
         return {
@@ -123,7 +127,7 @@ def test_shapes_variable_channel_counts(name: str, counts: list[int]) -> None:
 @pytest.mark.parametrize("name", ["sozformer", "dcgru", "forecaster", "szloc"])
 def test_padding_does_not_change_real_channels(name: str) -> None:
     counts, n_max = [3, 1, 6], 8
-    args, mask = _inputs(name, counts, n_max, seed=1)
+    args, _ = _inputs(name, counts, n_max, seed=1)
     model = _model(name).eval()
     with torch.no_grad():
         batched = _per_channel_outputs(name, model(*args))
@@ -131,7 +135,8 @@ def test_padding_does_not_change_real_channels(name: str) -> None:
             single_args = []
             for a in args:
                 a = a[i : i + 1]
-                if name in ("dcgru", "forecaster") and a.ndim == 4 and a.shape[-1] == a.shape[-2] == n_max:
+                graph_model = name in ("dcgru", "forecaster")
+                if graph_model and a.ndim == 4 and a.shape[-1] == a.shape[-2] == n_max:
                     a = a[..., :n, :n]  # adjacency
                 elif name in ("dcgru", "forecaster") and a.ndim == 4:
                     a = a[:, :, :n]  # (1, steps, n, feat)
@@ -146,7 +151,7 @@ def test_padding_does_not_change_real_channels(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["sozformer", "dcgru", "szloc"])
 def test_bf16_autocast_forward_backward(name: str) -> None:
-    """Training code may run under autocast (models.md section 3.2 suggests bf16)."""
+    """The models run forward and backward under bf16 autocast, as a GPU training loop may."""
     args, mask = _inputs(name, [2, 5], 5)
     model = _model(name)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -249,7 +254,8 @@ def test_forecaster_learns_and_transfers_encoder() -> None:
 
     clf = DCGRUClassifier(N_FEAT, hidden=16, n_layers=1, k_hops=2, dropout=0.0)
     clf.encoder.load_state_dict(model.encoder.state_dict())  # strict: same keys and shapes
-    for (k1, v1), (k2, v2) in zip(clf.encoder.state_dict().items(), model.encoder.state_dict().items()):
+    clf_state, model_state = clf.encoder.state_dict(), model.encoder.state_dict()
+    for (k1, v1), (k2, v2) in zip(clf_state.items(), model_state.items()):
         assert k1 == k2 and torch.equal(v1, v2)
     assert clf(x, adj, mask).shape == (b, n)
 
@@ -280,7 +286,7 @@ def test_szloc_forward_backward_with_loss() -> None:
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
-    assert any(gr.abs().sum() > 0 for gr in grads)
+    assert any(gr is not None and gr.abs().sum() > 0 for gr in grads)
     # soz_logits is differentiable
     model.zero_grad()
     model(x, mask)["soz_logits"][mask].sum().backward()
@@ -295,20 +301,24 @@ def test_szloc_loss_ignores_excluded_steps() -> None:
     base = szloc_loss(out, seizure, soz, mask, exclude=(3, 5))
     flipped = seizure.clone()
     flipped[:, 3:5] = 1.0 - flipped[:, 3:5]
-    assert szloc_loss(out, flipped, soz, mask, exclude=(3, 5)).item() == pytest.approx(base.item(), abs=1e-7)
+    assert szloc_loss(out, flipped, soz, mask, exclude=(3, 5)).item() == pytest.approx(
+        base.item(), abs=1e-7)
     # ...while outside the excluded slice (or without exclusion) labels matter
     assert szloc_loss(out, flipped, soz, mask, exclude=None).item() != pytest.approx(
         szloc_loss(out, seizure, soz, mask, exclude=None).item(), abs=1e-6)
     outside = seizure.clone()
     outside[:, 0] = 1.0
-    assert szloc_loss(out, outside, soz, mask, exclude=(3, 5)).item() != pytest.approx(base.item(), abs=1e-6)
+    assert szloc_loss(out, outside, soz, mask, exclude=(3, 5)).item() != pytest.approx(
+        base.item(), abs=1e-6)
 
     # Gradient of the loss w.r.t. the excluded steps' global logits is exactly zero.
     out = {k: v.clone().requires_grad_(True) for k, v in out.items()}
     szloc_loss(out, seizure, soz, mask, exclude=(3, 5)).backward()
-    assert (out["global_logits"].grad[:, 3:5] == 0).all()
-    assert (out["global_logits"].grad[:, :3].abs().sum() > 0)
-    assert (out["channel_logits"].grad[:, 3:5] == 0).all()
+    global_grad, channel_grad = out["global_logits"].grad, out["channel_logits"].grad
+    assert global_grad is not None and channel_grad is not None
+    assert (global_grad[:, 3:5] == 0).all()
+    assert (global_grad[:, :3].abs().sum() > 0)
+    assert (channel_grad[:, 3:5] == 0).all()
 
 
 def test_szloc_loss_padding_and_unknown_soz_ignored() -> None:
@@ -319,7 +329,8 @@ def test_szloc_loss_padding_and_unknown_soz_ignored() -> None:
     base = szloc_loss(out, seizure, soz, mask, exclude=None)
     soz2 = soz.clone()
     soz2[0, 4:] = 1.0  # padded channels of sample 0
-    assert szloc_loss(out, seizure, soz2, mask, exclude=None).item() == pytest.approx(base.item(), abs=1e-7)
+    assert szloc_loss(out, seizure, soz2, mask, exclude=None).item() == pytest.approx(
+        base.item(), abs=1e-7)
 
 
 # --------------------------------------------------------------------------- losses
@@ -345,6 +356,7 @@ def test_focal_gamma0_equals_weighted_bce() -> None:
     focal = focal_bce(z, targets, mask, gamma=2.0, weights=w)
     assert focal < a
     focal.backward()
+    assert z.grad is not None
     assert torch.isfinite(z.grad).all() and (z.grad[~valid] == 0).all()
     assert focal_bce(z, targets, torch.zeros_like(mask)).item() == 0.0
 
@@ -362,8 +374,8 @@ def test_class_balanced_weights_saturate_and_rebalance() -> None:
     expected = (1 - 0.999**900) / (1 - 0.999**100)
     assert w_pos / w_neg == pytest.approx(expected, rel=1e-9)
     assert class_balanced_weights(90, 10, beta=0.0) == pytest.approx((1.0, 1.0))
-    assert class_balanced_weights(90, 10, beta=0.99999)[1] / class_balanced_weights(90, 10, beta=0.99999)[0] \
-        == pytest.approx(9.0, rel=1e-3)  # beta -> 1: inverse frequency
+    w_neg, w_pos = class_balanced_weights(90, 10, beta=0.99999)
+    assert w_pos / w_neg == pytest.approx(9.0, rel=1e-3)  # beta -> 1: inverse frequency
     with pytest.raises(ValueError, match="beta"):
         class_balanced_weights(10, 10, beta=1.0)
     with pytest.raises(ValueError, match="at least one"):
@@ -373,7 +385,9 @@ def test_class_balanced_weights_saturate_and_rebalance() -> None:
 # ------------------------------------------------------------------- tiny training
 
 
-def _synthetic_soz(n_samples: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _synthetic_soz(
+    n_samples: int, *, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
     """Padded channel sets where SOZ channels have a higher feature mean."""
     g = torch.Generator().manual_seed(seed)
     counts = torch.randint(4, 12, (n_samples,), generator=g).tolist()
@@ -387,7 +401,8 @@ def _auroc(logits: torch.Tensor, soz: torch.Tensor, mask: torch.Tensor) -> float
     return roc_auc_score(soz[mask].numpy(), logits.detach()[mask].numpy())
 
 
-def _train(model, inputs, soz, mask, *, steps: int, lr: float) -> float:
+def _train(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], soz: torch.Tensor,
+           mask: torch.Tensor, *, steps: int, lr: float) -> float:
     weights = class_balanced_weights(int((mask & (soz == 0)).sum()), int((soz[mask] == 1).sum()))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -429,7 +444,8 @@ def test_config_round_trip(name: str) -> None:
     assert rebuilt.get_config() == config
     rebuilt.load_state_dict(model.state_dict())  # same architecture
     assert set(config) >= {"dropout"}
-    default = MODELS[name].from_config({k: v for k, v in config.items() if k in ("n_features", "n_samples")})
+    sizes_only = {k: v for k, v in config.items() if k in ("n_features", "n_samples")}
+    default = MODELS[name].from_config(sizes_only)
     assert sum(p.numel() for p in default.parameters()) > sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="unknown keys"):
         MODELS[name].from_config({**config, "n_chans": 19})
@@ -446,10 +462,9 @@ def test_build_model_unknown_name() -> None:
 @pytest.mark.parametrize("name", ["sozformer", "dcgru", "szloc"])
 def test_full_size_configs_build_and_take_a_step(name: str) -> None:
     """The published sizes (`sozstore demo --full-size`) build from their configs and train."""
-    from sozstore.demo import FULL_CONFIGS
-    from sozstore.models.zoo import make_estimator
+    from sozstore.models.registry import REGISTRY, build_estimator
 
-    est = make_estimator(name, FULL_CONFIGS[name])
+    est = build_estimator(name, REGISTRY[name].full)
     torch.manual_seed(0)
     model = est._build(N_FEAT)
     cfg = est.config

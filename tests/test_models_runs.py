@@ -43,7 +43,8 @@ def test_train_baseline_writes_results_report_and_predicts(
     assert row["auroc_lo"] <= row["auroc"] <= row["auroc_hi"]
     assert row["auroc_truth_lo"] <= row["auroc_truth"] <= row["auroc_truth_hi"]
     assert row["d_auroc"] == row["d_auroc_lo"] == row["d_auroc_hi"] == 0.0
-    res = runner.invoke(app, ["evaluate", run_id, "--store", str(store), "--format", "csv"])
+    res = runner.invoke(app, ["evaluate", "--run", run_id, "--store", str(store), "--format",
+                              "csv"])
     assert res.exit_code == 0 and "auroc" in res.output.splitlines()[0]
     rec = pl.from_arrow(run_query(store, "SELECT recording_id FROM recordings LIMIT 1"))[0, 0]
     res = runner.invoke(app, ["predict", "--run", run_id, "--recording", rec, "--store",

@@ -11,11 +11,23 @@ import pytest
 import torch
 
 from sozstore.models.data import BANDS, N_CLIP_FEATURES, recording_table, subject_keys
-from sozstore.models.datasets import (ClipSequenceDataset, GraphSequenceDataset,
-                                      augment_clip_features, channel_subset)
+from sozstore.models.datasets import (
+    ClipSequenceDataset,
+    GraphSequenceDataset,
+    augment_clip_features,
+    channel_subset,
+)
+from sozstore.models.estimator import CohortData
 from sozstore.models.nn.sozformer import SOZFormer, masked_reconstruction_loss
-from sozstore.models.zoo import (SVMEstimator, StackedEstimator, TorchConfig, apply_params,
-                                 make_estimator, search_candidates, within_patient_rank)
+from sozstore.models.registry import build_estimator
+from sozstore.models.zoo import (
+    StackedEstimator,
+    SVMEstimator,
+    TorchConfig,
+    apply_params,
+    search_candidates,
+    within_patient_rank,
+)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -119,14 +131,15 @@ def test_search_keeps_the_best_validation_candidate(phantom_store: tuple[Path, P
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     store, _ = phantom_store
     keys = list(subject_keys(store)["key"])
-    est = make_estimator("sozformer", {
+    data = CohortData.from_store(store)
+    est = build_estimator("sozformer", {
         "model": {"d_model": 16, "n_heads": 2, "n_temporal_layers": 1, "n_spatial_layers": 1,
                   "dim_feedforward": 16},
         "epochs": 1, "n_clips": 4, "max_batches_per_epoch": 1, "pretrain_epochs": 0,
         "threads": 1, "search": {"lr": [1e-4, 1e-3]}})
     scores = iter([0.55, 0.71])
-    monkeypatch.setattr(type(est), "_validation_auroc", lambda self, s, k: next(scores))
-    est.fit(store, keys[:4], keys[4:])
+    monkeypatch.setattr(type(est), "_validation_auroc", lambda self, validation: next(scores))
+    est.fit(data.subset(keys[:4]), data.subset(keys[4:]))
     assert est.best_params_ == {"lr": 1e-3} and est.config.lr == 1e-3
     assert [r["val_auroc"] for r in est.search_results_] == [0.55, 0.71]
 
@@ -144,27 +157,28 @@ def test_stack_scores_patients_out_of_fold(phantom_store: tuple[Path, Path],
     keys = list(subject_keys(store)["key"])
     fitted: list[set[str]] = []
     calls: list[tuple[set[str], set[str]]] = []
-    fit, predict = SVMEstimator.fit, SVMEstimator.predict
+    fit, predict = SVMEstimator.fit, SVMEstimator.predict_proba
 
-    def spy_fit(self, store_, fit_keys, val_keys, **kw):  # type: ignore[no-untyped-def]
-        self.seen_ = set(fit_keys)
-        fitted.append(set(fit_keys))
-        return fit(self, store_, fit_keys, val_keys, **kw)
+    def spy_fit(self, train, validation=None):  # type: ignore[no-untyped-def]
+        self.seen_ = set(train.keys)
+        fitted.append(set(train.keys))
+        return fit(self, train, validation)
 
-    def spy_predict(self, store_, pred_keys):  # type: ignore[no-untyped-def]
-        calls.append((self.seen_, set(pred_keys)))
-        return predict(self, store_, pred_keys)
+    def spy_predict(self, data):  # type: ignore[no-untyped-def]
+        calls.append((self.seen_, set(data.keys)))
+        return predict(self, data)
 
     monkeypatch.setattr(SVMEstimator, "fit", spy_fit)
-    monkeypatch.setattr(SVMEstimator, "predict", spy_predict)
+    monkeypatch.setattr(SVMEstimator, "predict_proba", spy_predict)
+    data = CohortData.from_store(store)
     stack = StackedEstimator(bases=("spike_rate", "hfo_rate", "svm"), inner_folds=3)
-    stack.fit(store, keys[:4], keys[4:5])
+    stack.fit(data.subset(keys[:4]), data.subset(keys[4:5]))
     # every out-of-fold prediction is of patients the SVM was not fitted on
     assert len(calls) == 3 and all(not (seen & pred) for seen, pred in calls)
     assert set().union(*(pred for _, pred in calls)) == set(keys[:5])
     assert set(stack.weights_) == {"spike_rate", "hfo_rate", "svm"}
     assert all(np.isfinite(w) for w in stack.weights_.values())
-    out = stack.predict(store, keys[5:])
+    out = stack.predict_proba(data.subset(keys[5:]))
     assert out["score"].is_finite().all() and set(out["key"]) == set(keys[5:])
 
 
@@ -176,9 +190,10 @@ def test_stack_with_an_unlabelled_patient(phantom_store: tuple[Path, Path]) -> N
     labels = channel_table(store).select("site", "subject", "channel", "key", "soz")
     labels = labels.with_columns(pl.when(pl.col("key") == keys[0]).then(None)
                                  .otherwise(pl.col("soz")).alias("soz")).drop("key")
+    data = CohortData.from_store(store, labels=labels)
     stack = StackedEstimator(bases=("spike_rate", "svm"), inner_folds=2)
-    stack.fit(store, keys[:4], keys[4:5], labels=labels)
-    assert stack.predict(store, keys[5:])["score"].is_finite().all()
+    stack.fit(data.subset(keys[:4]), data.subset(keys[4:5]))
+    assert stack.predict_proba(data.subset(keys[5:]))["score"].is_finite().all()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -197,16 +212,17 @@ TINY_SOZFORMER = {"model": {"d_model": 16, "n_heads": 2, "n_temporal_layers": 1,
 def test_checkpoint_round_trip_predicts_the_same(phantom_store: tuple[Path, Path],
                                                  tmp_path: Path, name: str,
                                                  config: dict | None) -> None:
-    from sozstore.models.runner import _save_checkpoint, load_checkpoint
+    from sozstore.models.checkpoint import load_checkpoint
 
     store, _ = phantom_store
     keys = list(subject_keys(store)["key"])
-    est = make_estimator(name, config).fit(store, keys[:4], keys[4:5])
-    _save_checkpoint(est, tmp_path / "fold0")
+    data = CohortData.from_store(store)
+    est = build_estimator(name, config).fit(data.subset(keys[:4]), data.subset(keys[4:5]))
+    est.save(tmp_path / "fold0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fold0.json", "fold0.safetensors"]
     loaded = load_checkpoint(tmp_path / "fold0.json")
     assert type(loaded) is type(est)
-    a, b = est.predict(store, keys[5:]), loaded.predict(store, keys[5:])
+    a, b = est.predict_proba(data.subset(keys[5:])), loaded.predict_proba(data.subset(keys[5:]))
     np.testing.assert_allclose(b["score"].to_numpy(), a["score"].to_numpy(), rtol=1e-6,
                                atol=1e-9)
 
@@ -217,7 +233,7 @@ def test_svm_arrays_equal_the_fitted_pipeline(phantom_store: tuple[Path, Path]) 
     store, _ = phantom_store
     keys = list(subject_keys(store)["key"])
     for gamma in (("scale",), (0.01,)):
-        est = SVMEstimator(gamma=gamma).fit(store, keys[:5], [])
+        est = SVMEstimator(gamma=gamma).fit(CohortData.from_store(store).subset(keys[:5]))
         x, _ = est.features(channel_table(store).filter(pl.col("key") == keys[5]))
         np.testing.assert_allclose(est.decision_function(x),
                                    est.pipeline_.decision_function(x), rtol=1e-8, atol=1e-8)
@@ -227,13 +243,13 @@ def test_loading_never_unpickles(tmp_path: Path) -> None:
     import json
     import pickle
 
-    from sozstore.models.runner import _save_checkpoint, load_checkpoint
+    from sozstore.models.checkpoint import load_checkpoint, save_checkpoint
 
     legacy = tmp_path / "fold0.pkl"
     legacy.write_bytes(pickle.dumps({"kind": "pickle", "estimator": object()}))
     with pytest.raises(ValueError, match="could execute code"):
         load_checkpoint(legacy)
-    _save_checkpoint(make_estimator("spike_rate"), tmp_path / "fold1")
+    save_checkpoint(build_estimator("spike_rate"), tmp_path / "fold1")
     meta = json.loads((tmp_path / "fold1.json").read_text())
     meta["class"] = "os.system"
     (tmp_path / "fold1.json").write_text(json.dumps(meta))

@@ -151,6 +151,7 @@ def test_plan_signal_plants_the_new_physiology() -> None:
     # the leaked ECG: one all-channel QRS event per beat, its gain row on whole shafts
     leak = (tr.channel == -1) & (tr.kind == KIND_CODES["qrs"])
     assert 40 <= leak.sum() <= 100
+    assert planned.spec.seizure is not None
     assert planned.onset_pattern == "hypersync" == planned.spec.seizure.onset_pattern
     # fast ripples are planted up to 0.4 x the source rate (no 1 kHz store cap)
     fr = (tr.kind == KIND_CODES["fast_ripple"])

@@ -104,7 +104,7 @@ def test_subjects_outcome_and_contacts(cohort_store) -> None:
 
 
 def test_signals_have_store_rate_and_physiology(cohort_store) -> None:
-    out, store, _ = cohort_store
+    _, store, _ = cohort_store
     rec = read_table(store, "recordings").filter(pl.col("site") == "hup").row(0, named=True)
     sig = open_signals(store / rec["zarr_path"])
     assert sig.sfreq == 1000.0 and sig.n_samples == rec["n_samples"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import mne
 import polars as pl
 import pytest
-
 from synth import REALDATA, manifest_site
+
 from sozstore.etl.config import load_site_config
 from sozstore.etl.pipeline import run_site
 from sozstore.store.catalog import read_table
@@ -191,7 +191,7 @@ def _expected_type(name: str, tsv_type: str, all_names: list[str]) -> str | None
 
 
 def test_filled_folder_ingests_every_run(filled) -> None:
-    name, root, store, report = filled
+    _name, root, _store, report = filled
     tsvs = sorted(root.rglob("*_channels.tsv"))
     failed = [r for r in report.results if not r.ok]
     assert not failed, [(r.source_path, r.messages) for r in failed]
@@ -199,7 +199,7 @@ def test_filled_folder_ingests_every_run(filled) -> None:
 
 
 def test_filled_folder_labels_bad_types_events(filled) -> None:
-    name, root, store, report = filled
+    name, root, store, _report = filled
     channels = read_table(store, "channels")
     events = read_table(store, "events")
     recordings = read_table(store, "recordings")

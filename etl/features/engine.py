@@ -4,8 +4,14 @@ Layout
 ------
 .. code-block:: text
 
+    STORE/features/_tables.json
     STORE/features/<table>/v<version>/site=<site>/subject=<subject>/part.parquet
     STORE/features/_staging/<set>/v<version>/<recording_id>.<fingerprint>.<table>.parquet
+
+The paths are the store's (:class:`sozstore.store.Store`); every run first declares the
+tables of every set, with their current versions and schemas, to the store
+(``_tables.json``), which is how readers that do not import this package (the DuckDB views,
+the models) know the current version of each table.
 
 A recording is read once per run in blocks of ``clips_per_block`` clips (plus the margins the
 detectors need) and every requested set computes its rows from the same block, so the Zarr
@@ -29,11 +35,12 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -43,10 +50,16 @@ from tqdm.auto import tqdm
 
 import sozstore
 from sozstore._logging import logger
-from sozstore.etl.features.registry import (DEFAULT_SETS, FEATURE_SETS, Block, FeatureSet)
-from sozstore.store.atomic import TMP_MARK, clean_temporaries, temporary_sibling
-from sozstore.store.catalog import read_table
-from sozstore.store.layout import StoreLayout, safe_component
+from sozstore.etl.features.registry import (
+    DEFAULT_SETS,
+    FEATURE_SETS,
+    Block,
+    FeatureSet,
+    feature_tables,
+)
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
+from sozstore.store.atomic import clean_temporaries, temporary_sibling
 from sozstore.store.signals import open_signals
 
 ROW_GROUP_BYTES = 128 * 2**20
@@ -64,16 +77,6 @@ def row_group_rows(schema: pa.Schema, sample: pa.RecordBatch | None = None) -> i
     else:
         per_row = 8 * len(schema)
     return int(np.clip(ROW_GROUP_BYTES // per_row, MIN_ROW_GROUP, MAX_ROW_GROUP))
-
-
-def features_root(store: str | Path) -> Path:
-    return StoreLayout(store).root / "features"
-
-
-def partition_path(store: str | Path, table: str, version: int, site: str, subject: str
-                   ) -> Path:
-    return (features_root(store) / table / f"v{version}" / f"site={safe_component(site)}"
-            / f"subject={safe_component(subject)}" / "part.parquet")
 
 
 def resolve_sets(names: Iterable[str] | None) -> list[FeatureSet]:
@@ -101,12 +104,8 @@ class FeatureReport:
 
 
 # --------------------------------------------------------------------------- one recording
-def _staging_dir(store: Path, fs: FeatureSet) -> Path:
-    return features_root(store) / "_staging" / fs.name / f"v{fs.version}"
-
-
-def _staged(store: Path, fs: FeatureSet, recording_id: str, fp: str, table: str) -> Path:
-    return _staging_dir(store, fs) / f"{recording_id}.{fp[:16]}.{table}.parquet"
+def _staged(store: Store, fs: FeatureSet, recording_id: str, fp: str, table: str) -> Path:
+    return store.feature_staging_path(fs.name, fs.version, recording_id, fp[:16], table)
 
 
 def recording_fingerprint(fs: FeatureSet, recording: dict[str, Any]) -> str:
@@ -114,7 +113,7 @@ def recording_fingerprint(fs: FeatureSet, recording: dict[str, Any]) -> str:
     return fs.fingerprint([(recording["recording_id"], recording["inputs_fingerprint"])])
 
 
-def compute_recording(store: str | Path, recording: dict[str, Any],
+def compute_recording(store: Store, recording: dict[str, Any],
                       sets: Sequence[tuple[FeatureSet, str]], *, clip_s: float = 5.0,
                       clips_per_block: int = 12, progress: bool = False, threads: int = 1
                       ) -> dict[str, Any]:
@@ -122,6 +121,10 @@ def compute_recording(store: str | Path, recording: dict[str, Any],
 
     Parameters
     ----------
+    store : Store
+        The store.
+    recording : dict
+        The recording's row of the ``recordings`` table.
     sets : sequence of (FeatureSet, fingerprint)
         The sets and their fingerprints on this recording (from
         :func:`recording_fingerprint`, computed once per run by the caller).
@@ -134,13 +137,12 @@ def compute_recording(store: str | Path, recording: dict[str, Any],
     Only the sets whose staging files are missing are computed; the Zarr signal is read once
     for all of them, block by block.
     """
-    store = Path(store)
     rid = recording["recording_id"]
     todo = [(fs, fp) for fs, fp in sets
             if not all(_staged(store, fs, rid, fp, t).exists() for t in fs.tables)]
     if not todo:
         return {"recording_id": rid, "computed": [], "channel_hours": 0.0}
-    sig = open_signals(store / recording["zarr_path"])
+    sig = open_signals(store.signal_path(recording["zarr_path"]))
     sfreq = sig.sfreq
     clip_samples = int(round(clip_s * sfreq))
     n_clips = sig.n_samples // clip_samples
@@ -239,11 +241,11 @@ def _stored_fingerprint(path: Path) -> str | None:
     return value.decode() if value else None
 
 
-def _write_partition(store: Path, fs: FeatureSet, site: str, subject: str,
+def _write_partition(store: Store, fs: FeatureSet, site: str, subject: str,
                      staged_fps: list[tuple[str, str]], fingerprint: str) -> None:
     """Merge a subject's staged files into its partition files, atomically, streaming."""
     for table in fs.tables:
-        final = partition_path(store, table, fs.version, site, subject)
+        final = store.feature_path(table, fs.version, site, subject)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_sibling(final)
         staged = [_staged(store, fs, rid, fp, table) for rid, fp in staged_fps]
@@ -288,7 +290,7 @@ def _write_partition(store: Path, fs: FeatureSet, site: str, subject: str,
                 tmp.unlink()
 
 
-def _cleanup_staging(store: Path, fs: FeatureSet, staged_fps: list[tuple[str, str]]) -> None:
+def _cleanup_staging(store: Store, fs: FeatureSet, staged_fps: list[tuple[str, str]]) -> None:
     for rid, fp in staged_fps:
         for table in fs.tables:
             _staged(store, fs, rid, fp, table).unlink(missing_ok=True)
@@ -312,7 +314,7 @@ def _set_spec(fs: FeatureSet) -> tuple[str, int, dict[str, Any], float]:
     return fs.name, fs.version, fs.params, fs.margin_s
 
 
-def _compute_recording_in_worker(store: Path, recording: dict[str, Any],
+def _compute_recording_in_worker(store: Store, recording: dict[str, Any],
                                  specs: list[tuple[tuple[str, int, dict[str, Any], float], str]],
                                  clip_s: float) -> dict[str, Any]:
     sets = []
@@ -336,7 +338,8 @@ def default_threads(limit: int = 2) -> int:
     return max(1, min(cores, limit))
 
 
-def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,
+@fill_doc
+def compute_features(store: StoreLike, *, sets: Iterable[str] | None = None,
                      site: str | None = None, subject: str | None = None, workers: int = 1,
                      clip_s: float = 5.0, params: dict[str, dict[str, Any]] | None = None,
                      progress: bool = True, threads: int = 1) -> FeatureReport:
@@ -344,8 +347,7 @@ def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,
 
     Parameters
     ----------
-    store : str | Path
-        The store root.
+    %(store)s
     sets : iterable of str, optional
         Feature set names; the default sets when omitted.
     site, subject : str, optional
@@ -364,13 +366,15 @@ def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,
         Worker processes compute their blocks one at a time.
     """
     t0 = time.perf_counter()
-    store = StoreLayout(store).root
-    clean_temporaries(features_root(store))
+    store = Store.open(store)
+    clean_temporaries(store.features_dir)
+    # every set's tables, not only the chosen ones: the store records what this code computes
+    store.declare_feature_tables(feature_tables())
     chosen = [fs.with_params(**(params or {}).get(fs.name, {})) for fs in resolve_sets(sets)]
     if clip_s != 5.0:
         chosen = [FeatureSet(fs.name, fs.version, {**fs.params, "clip_s": clip_s}, fs.tables,
                              fs.compute, fs.margin_s, fs.modules) for fs in chosen]
-    recs = read_table(store, "recordings")
+    recs = store.read("recordings")
     if site:
         recs = recs.filter(pl.col("site") == site)
     if subject:
@@ -387,7 +391,7 @@ def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,
         stale = []
         for fs in chosen:
             fp = _partition_fingerprint(fs, g)
-            if all(_stored_fingerprint(partition_path(store, t, fs.version, s, sub)) == fp
+            if all(_stored_fingerprint(store.feature_path(t, fs.version, s, sub)) == fp
                    for t in fs.tables):
                 report.up_to_date.append((fs.name, s, sub))
             else:
@@ -440,24 +444,26 @@ def compute_features(store: str | Path, *, sets: Iterable[str] | None = None,
 
 
 # --------------------------------------------------------------------------- listing
-def list_features(store: str | Path) -> pl.DataFrame:
+@fill_doc
+def list_features(store: StoreLike) -> pl.DataFrame:
     """What feature tables the store holds: table, version, current, partitions, rows,
-    parameters, code hash and whether the code's version matches."""
-    root = features_root(store)
+    parameters, code hash and whether the code's version matches.
+
+    Parameters
+    ----------
+    %(store)s
+    """
+    store = Store.open(store)
     rows = []
     current = {t: fs.version for fs in FEATURE_SETS.values() for t in fs.tables}
-    for table_dir in sorted(p for p in root.glob("*") if p.is_dir() and p.name != "_staging"):
-        for vdir in sorted(table_dir.glob("v*")):
-            files = sorted(f for f in vdir.glob("site=*/subject=*/*.parquet")
-                           if TMP_MARK not in f.name)
-            if not files:
-                continue
+    for table in store.feature_tables().values():
+        for version in table.versions:
+            files = store.feature_files(table.name, version)
             n_rows = sum(pq.read_metadata(f).num_rows for f in files)
             meta = pq.read_metadata(files[0]).metadata or {}
-            version = int(vdir.name[1:])
             rows.append({
-                "table": table_dir.name, "version": version,
-                "current": current.get(table_dir.name) == version,
+                "table": table.name, "version": version,
+                "current": current.get(table.name) == version,
                 "partitions": len(files), "rows": n_rows,
                 "bytes": sum(f.stat().st_size for f in files),
                 "params": meta.get(b"sozstore.params", b"").decode(),
@@ -469,18 +475,25 @@ def list_features(store: str | Path) -> pl.DataFrame:
                                       "code_hash": pl.String})
 
 
-def remove_version(store: str | Path, table_or_set: str, version: int) -> list[Path]:
-    """Delete one version of a feature set's tables (``sozstore features --remove``)."""
-    import shutil
+@fill_doc
+def remove_version(store: StoreLike, table_or_set: str, version: int) -> list[Path]:
+    """Delete one version of a feature set's tables (``sozstore features --remove``).
 
+    Parameters
+    ----------
+    %(store)s
+    table_or_set : str
+        A feature set (all its tables) or one table.
+    version : int
+        The version to delete.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    store = Store.open(store)
     fs = FEATURE_SETS.get(table_or_set)
     tables = list(fs.tables) if fs else [table_or_set]
-    removed = []
-    for table in tables:
-        path = features_root(store) / table / f"v{version}"
-        if path.exists():
-            trash = temporary_sibling(path)
-            os.replace(path, trash)  # vanish atomically for readers, then delete
-            shutil.rmtree(trash, ignore_errors=True)
-            removed.append(path)
-    return removed
+    removed = [store.remove_feature_version(table, version) for table in tables]
+    return [path for path in removed if path is not None]

@@ -266,7 +266,7 @@ def detect_hfos(
 
 def _detect_group(data: NDArray[np.float32], sfreq: float,
                   kept: list[tuple[str, NDArray[np.float64]]], edge: int,
-                  options: dict[str, Any]) -> list["_Found"]:
+                  options: dict[str, Any]) -> list[_Found]:
     """Every band of ``kept`` (``(kind, taps)``) on one group of channels; channel indices
     are rows of ``data``."""
     n = data.shape[1]

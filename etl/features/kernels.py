@@ -2,8 +2,8 @@
 
 Every function takes ``clips`` of shape ``(n_channels, n_clips, n_samples)`` (microvolts) and
 returns arrays with the same two leading axes. A clip whose samples include NaN, or that is
-flat (sd below :data:`FLAT_SD_UV`), yields NaN features; :func:`clip_validity` says which, so tables can
-flag them instead of storing silent zeros.
+flat (sd below :data:`FLAT_SD_UV`), yields NaN features; :func:`clip_validity` says which, so
+tables can flag them instead of storing silent zeros.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ class Block:
         flag[extra] = "nan_in_block"
         return {"valid": pa.array(self.detector_valid_rows), "flag": pa.array(flag, _str)}
 
-    def with_margin(self, margin: int) -> "Block":
+    def with_margin(self, margin: int) -> Block:
         """The same block with at most ``margin`` samples of signal around its core.
 
         Each set sees exactly its own margin, so its rows do not depend on which other sets
@@ -257,7 +257,7 @@ class FeatureSet:
             digest.update(inspect.getsource(obj).encode())
         return digest.hexdigest()[:16]
 
-    def with_params(self, **overrides: Any) -> "FeatureSet":
+    def with_params(self, **overrides: Any) -> FeatureSet:
         unknown = set(overrides) - set(self.params)
         if unknown:
             raise ValueError(f"feature set {self.name!r} has no parameter(s) {sorted(unknown)}")
@@ -518,3 +518,19 @@ FEATURE_SETS: dict[str, FeatureSet] = _registry()
 #: The spectrum (10 KB per channel and clip at 0.2 Hz) is computed on request.
 DEFAULT_SETS = ("bandpower", "spikes", "hfo", "wpt", "adjacency")
 TABLE_TO_SET = {table: s.name for s in FEATURE_SETS.values() for table in s.tables}
+
+
+def feature_tables() -> dict[str, tuple[int, pa.Schema]]:
+    """Every set's output tables with the set's current version and the table's schema.
+
+    What the feature engine declares to the store
+    (:meth:`sozstore.store.Store.declare_feature_tables`), read from :data:`FEATURE_SETS`
+    when called.
+
+    Returns
+    -------
+    dict of str to (int, pyarrow.Schema)
+        Table name -> (version, schema).
+    """
+    return {table: (fs.version, schema) for fs in FEATURE_SETS.values()
+            for table, schema in fs.tables.items()}

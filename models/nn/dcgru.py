@@ -1,4 +1,4 @@
-"""DCRNN / DCGRU for per-channel SOZ logits (models.md section 2; Tang et al. ICLR 2022).
+"""DCRNN / DCGRU for per-channel SOZ logits (Tang et al., ICLR 2022; ``dcgru`` in docs/models.md).
 
 A GRU whose matrix products are diffusion graph convolutions over a per-clip directed
 correlation graph (dual random walk supports, ``K`` hops). Two heads share the same
@@ -39,7 +39,8 @@ __all__ = [
 def _random_walk(adj: Tensor) -> Tensor:
     """``D^-1 A`` with ``D`` the row sums; rows with zero degree stay zero."""
     deg = adj.sum(dim=-1, keepdim=True)
-    inv = torch.where(deg > 0, 1.0 / deg.clamp_min(torch.finfo(adj.dtype).tiny), torch.zeros_like(deg))
+    safe_deg = deg.clamp_min(torch.finfo(adj.dtype).tiny)
+    inv = torch.where(deg > 0, 1.0 / safe_deg, torch.zeros_like(deg))
     return adj * inv
 
 
@@ -181,7 +182,7 @@ class DiffusionGraphConv(nn.Module):
         y : Tensor
             ``(batch, n_nodes, out_dim)``.
         """
-        batch, n_nodes, in_dim = x.shape
+        batch, n_nodes, _in_dim = x.shape
         if self.k_hops == 0:
             return self.linear(x)
         x0 = x.unsqueeze(1)  # (batch, 1, n, in): the same start for every support
@@ -198,7 +199,7 @@ class DiffusionGraphConv(nn.Module):
 
 
 class DCGRUCell(nn.Module):
-    """GRU cell with diffusion graph convolutions (models.md section 2.1).
+    """GRU cell with diffusion graph convolutions (the DCRNN cell of Li et al., ICLR 2018).
 
     ``r, u = sigmoid(G_ru([x, h]))``, ``c = tanh(G_c([x, r * h]))``,
     ``h' = u * h + (1 - u) * c``.
@@ -280,7 +281,8 @@ class DCGRUEncoder(ConfigMixin, nn.Module):
         self.k_hops = k_hops
         self.dropout = dropout
         self.cells = nn.ModuleList(
-            DCGRUCell(n_features if i == 0 else hidden, hidden, k_hops=k_hops) for i in range(n_layers)
+            DCGRUCell(n_features if i == 0 else hidden, hidden, k_hops=k_hops)
+            for i in range(n_layers)
         )
         self.drop = nn.Dropout(dropout)
 
@@ -338,8 +340,8 @@ class DCGRUClassifier(ConfigMixin, nn.Module):
     n_features : int
         Node features per step.
     hidden, n_layers, k_hops, dropout
-        See :class:`DCGRUEncoder`. Models.md section 2.7 suggests ``n_layers=1`` for the
-        SOZ variant; the default 2 follows Tang et al.
+        See :class:`DCGRUEncoder`. The default ``n_layers=2`` follows Tang et al.; the
+        small demo configuration (``DEMO_CONFIGS`` in :mod:`sozstore.demo`) uses 1.
     top_k : int
         Neighbours kept per node in the correlation graph.
     readout : {"last", "mean"}
@@ -385,7 +387,8 @@ class DCGRUClassifier(ConfigMixin, nn.Module):
             ``(batch, n_chans)``; 0 at padded channels.
         """
         mask = check_mask(mask, x.shape[0], x.shape[2])
-        h = self.encoder(x, build_supports(adj, mask, top_k=self.top_k), mask)  # (batch, steps, n, hidden)
+        supports = build_supports(adj, mask, top_k=self.top_k)
+        h = self.encoder(x, supports, mask)  # (batch, steps, n, hidden)
         h = h[:, -1] if self.readout == "last" else h.mean(dim=1)  # (batch, n, hidden)
         logits = self.head(F.relu(self.head_dropout(h))).squeeze(-1)  # (batch, n)
         return logits.masked_fill(~mask, 0.0)

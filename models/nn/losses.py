@@ -1,4 +1,4 @@
-"""Per-channel binary losses for SOZ labels (models.md section 5.1).
+"""Per-channel binary losses for SOZ labels (the zoo's loss, "Loss" in docs/models.md).
 
 * :func:`class_balanced_weights`: Cui et al. (CVPR 2019) effective-number class weights.
 * :func:`focal_bce`: class-weighted focal binary cross-entropy (Lin et al. 2017) on logits,
@@ -51,7 +51,9 @@ def class_balanced_weights(n_neg: int, n_pos: int, *, beta: float = 0.999) -> tu
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     if n_neg < 1 or n_pos < 1:
-        raise ValueError(f"both classes need at least one example, got n_neg={n_neg}, n_pos={n_pos}")
+        raise ValueError(
+            f"both classes need at least one example, got n_neg={n_neg}, n_pos={n_pos}"
+        )
 
     def inverse_effective_number(n: int) -> float:
         # (1 - beta) / (1 - beta**n); expm1/log1p keep precision for beta close to 1.

@@ -6,15 +6,17 @@ from typing import Any
 
 from torch import nn
 
+from ._base import ConfigMixin
 from .dcgru import DCGRUClassifier
 from .sozformer import SOZFormer
 from .szloc import SZLoc
 
 __all__ = ["MODELS", "build_model"]
 
-#: Registered per-channel SOZ models. Each has ``get_config()`` (its ``__init__``
-#: arguments) and ``from_config(config)``.
-MODELS: dict[str, type[nn.Module]] = {
+#: Registered per-channel SOZ models. Each is an ``nn.Module`` with ``get_config()`` (its
+#: ``__init__`` arguments) and ``from_config(config)``; typed by the mixin so that
+#: ``from_config`` is visible to the type checker.
+MODELS: dict[str, type[ConfigMixin]] = {
     "sozformer": SOZFormer,
     "dcgru": DCGRUClassifier,
     "szloc": SZLoc,
@@ -39,4 +41,6 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
         cls = MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
-    return cls.from_config(config)  # type: ignore[attr-defined]
+    model = cls.from_config(config)
+    assert isinstance(model, nn.Module)
+    return model

@@ -1,10 +1,10 @@
 """SOZFormer: two-stage (temporal -> spatial) transformer over per-clip channel features.
 
-Design of models.md section 3.2: each channel's sequence of clip feature vectors (e.g. 25
-five-second clips of log-PSD features) is summarised by a temporal transformer with a CLS
-token; the channel embeddings then attend to each other in a spatial transformer that has
-no channel-index encoding, so the model is permutation-equivariant over channels and works
-for any channel count; a small head gives one SOZ logit per channel.
+Each channel's sequence of clip feature vectors (e.g. 25 five-second clips of log-PSD
+features) is summarised by a temporal transformer with a CLS token; the channel embeddings
+then attend to each other in a spatial transformer that has no channel-index encoding, so
+the model is permutation-equivariant over channels and works for any channel count; a
+small head gives one SOZ logit per channel.
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ class SOZFormer(ConfigMixin, nn.Module):
         self.clip_position = nn.Parameter(torch.zeros(1, max_clips + 1, d_model))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.clip_position, std=0.02)
-        self.temporal = _pre_ln_encoder(d_model, n_heads, n_temporal_layers, dim_feedforward, dropout)
+        self.temporal = _pre_ln_encoder(
+            d_model, n_heads, n_temporal_layers, dim_feedforward, dropout
+        )
         self.spatial = _pre_ln_encoder(d_model, n_heads, n_spatial_layers, dim_feedforward, dropout)
         self.head = nn.Sequential(
             nn.LayerNorm(d_model),

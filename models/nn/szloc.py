@@ -1,7 +1,7 @@
 """SZLoc (Craley et al., MIDL 2022) adapted to a variable number of SEEG contacts.
 
-Follows the DeepSOZ re-implementation (models.md sections 1.4-1.5) with the channel-
-agnostic changes of section 1.7:
+Follows the SZLoc re-implementation in the DeepSOZ code; the one architectural change,
+which makes it work for any channel count, is the global token (in bold):
 
 * local per-channel CNN on every one-second window (ConvBlocks, LeakyReLU, mean over
   time) -> one token per (second, channel);
@@ -16,6 +16,8 @@ agnostic changes of section 1.7:
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,8 @@ class ConvBlock(nn.Module):
     def __init__(self, channels: int, n_layers: int = 1, kernel_size: int = 7) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2) for _ in range(n_layers)
+            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+            for _ in range(n_layers)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,7 +68,7 @@ class ConvBlock(nn.Module):
 
 
 class LocalEncoder(nn.Module):
-    """Single-channel CNN encoder of one-second windows (models.md section 1.4, local).
+    """Single-channel CNN encoder of one-second windows (SZLoc's local encoder).
 
     ``Conv1d(1->d/8, k7)``, then three times ``ConvBlock -> Conv1d(k1, stride 2)`` doubling
     the width, a last ``ConvBlock(d)``, mean over time and dropout. With ``d = 80`` the widths
@@ -83,7 +86,7 @@ class LocalEncoder(nn.Module):
         super().__init__()
         widths = [d_model // 8, d_model // 4, d_model // 2, d_model]
         layers: list[nn.Module] = [nn.Conv1d(1, widths[0], 7, padding=3)]
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [ConvBlock(w_in), nn.Conv1d(w_in, w_out, 1, stride=2)]
         layers.append(ConvBlock(widths[-1]))
         self.net = nn.Sequential(*layers)
@@ -101,7 +104,7 @@ def _max_normalise(m: Tensor, mask: Tensor) -> Tensor:
 
 
 def onset_maps(channel_logits: Tensor, attention: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Attention and channel onset maps (models.md section 1.4, derived outputs).
+    """Attention and channel onset maps (SZLoc's outputs derived from its heads).
 
     Parameters
     ----------
@@ -156,11 +159,13 @@ class SZLoc(ConfigMixin, nn.Module):
     probability; train with :func:`szloc_loss`, not BCE on it.
     """
 
-    def __init__(self, n_samples: int, *, d_model: int = 80, n_heads: int = 8, dropout: float = 0.15,
-                 dim_feedforward: int = 128) -> None:
+    def __init__(self, n_samples: int, *, d_model: int = 80, n_heads: int = 8,
+                 dropout: float = 0.15, dim_feedforward: int = 128) -> None:
         super().__init__()
         if d_model % 8 or d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by 8 and by n_heads ({n_heads})")
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by 8 and by n_heads ({n_heads})"
+            )
         self.n_samples = n_samples
         self.d_model = d_model
         self.n_heads = n_heads
@@ -173,16 +178,24 @@ class SZLoc(ConfigMixin, nn.Module):
         # nn.Transformer(num_encoder_layers=1, num_decoder_layers=1), built from its parts
         # so nested-tensor fast paths stay off (same numerics with or without padding).
         self.fusion_encoder = nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward, dropout, batch_first=True),
+            nn.TransformerEncoderLayer(
+                d_model, n_heads, dim_feedforward, dropout, batch_first=True
+            ),
             1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False,
         )
         self.fusion_decoder = nn.TransformerDecoder(
-            nn.TransformerDecoderLayer(d_model, n_heads, dim_feedforward, dropout, batch_first=True),
+            nn.TransformerDecoderLayer(
+                d_model, n_heads, dim_feedforward, dropout, batch_first=True
+            ),
             1, norm=nn.LayerNorm(d_model),
         )
-        self.channel_gru = nn.GRU(d_model, d_model // 2, num_layers=2, bidirectional=True, batch_first=True)
+        self.channel_gru = nn.GRU(
+            d_model, d_model // 2, num_layers=2, bidirectional=True, batch_first=True
+        )
         self.channel_head = nn.Linear(d_model, 2)
-        self.global_gru = nn.GRU(d_model, d_model // 2, num_layers=1, bidirectional=True, batch_first=True)
+        self.global_gru = nn.GRU(
+            d_model, d_model // 2, num_layers=1, bidirectional=True, batch_first=True
+        )
         self.global_head = nn.Linear(d_model, 2)
         self.attention_head = nn.Linear(d_model, 1)
 
@@ -237,7 +250,8 @@ class SZLoc(ConfigMixin, nn.Module):
         # Per-channel BiGRU over seconds, real channels only.
         seq, _ = self.channel_gru(fused[mask])  # (n_real, T, d)
         real_logits = self.channel_head(seq)  # (n_real, T, 2)
-        ch_logits = real_logits.new_zeros(batch, n_chans, n_steps, 2).index_put((mask,), real_logits)
+        ch_logits = real_logits.new_zeros(batch, n_chans, n_steps, 2)
+        ch_logits = ch_logits.index_put((mask,), real_logits)
         ch_logits = ch_logits.transpose(1, 2)  # (B, T, C, 2)
 
         g_seq, _ = self.global_gru(g)  # (B, T, d)
@@ -271,8 +285,14 @@ def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
     return (values * valid).sum() / valid.sum().clamp_min(1).to(values.dtype)
 
 
-def _map_losses(m: Tensor, soz: Tensor, known: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``L_pos``, ``L_neg``, ``L_margin`` of one onset map (models.md section 1.5)."""
+def _map_losses(
+    m: Tensor, soz: Tensor, known: Tensor, mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``L_pos``, ``L_neg``, ``L_margin`` of one onset map.
+
+    They pull the max-normalised map towards 1 on known SOZ channels and towards 0 on known
+    non-SOZ channels, and push the SOZ maximum above the non-SOZ maximum.
+    """
     m_hat = _max_normalise(m, mask)
     pos = soz * known  # 1 on known SOZ channels
     neg = (1.0 - soz) * known  # 1 on known non-SOZ channels
@@ -297,7 +317,7 @@ def szloc_loss(
     ce_weight: float = 1.0,
     map_weights: tuple[float, float, float] = (2.0, 1.0, 1.0),
 ) -> Tensor:
-    """Multi-task loss for inexact temporal and spatial labels (models.md section 1.5).
+    """Multi-task loss for inexact temporal and spatial labels (SZLoc, Craley et al. 2022).
 
     ``L = ce_weight * [CE(max-channel logits, y) + CE(global logits, y)]
     + sum over M in {M_attn, M_chn} of (w_pos L_pos + w_neg L_neg + w_margin L_margin)``.
@@ -329,14 +349,16 @@ def szloc_loss(
         Scalar.
     """
     ch_logits, global_logits = out["channel_logits"], out["global_logits"]
-    batch, n_steps, n_chans, _ = ch_logits.shape
+    batch, _n_steps, n_chans, _ = ch_logits.shape
     mask = check_mask(mask, batch, n_chans)
 
     valid_t = torch.isfinite(seizure)
     if exclude is not None:
         start, stop = exclude
         if not 0 <= start <= stop:
-            raise ValueError(f"exclude must be (start, stop) with 0 <= start <= stop, got {exclude}")
+            raise ValueError(
+                f"exclude must be (start, stop) with 0 <= start <= stop, got {exclude}"
+            )
         valid_t[:, start:stop] = False
     y = torch.nan_to_num(seizure).long()
     if valid_t.any():

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 import pybv
@@ -61,7 +62,7 @@ class BrainVisionWriter:
         self.meas_date = meas_date
         self.resolution = float(resolution)
         self.n_samples = 0
-        self._eeg = None  # opened after pybv wrote the first block
+        self._eeg: BinaryIO | None = None  # opened after pybv wrote the first block
         self._closed = False
 
     @property

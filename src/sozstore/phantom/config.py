@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,8 +84,12 @@ def derive_rng(rng: np.random.Generator, *keys: str | int) -> np.random.Generato
     seq = rng.bit_generator.seed_seq
     if not isinstance(seq, np.random.SeedSequence):
         raise TypeError("derive_rng needs a generator seeded from a SeedSequence")
-    entropy = seq.entropy if isinstance(seq.entropy, (list, tuple)) else [seq.entropy]
-    words = [*(int(e) for e in entropy), *seq.spawn_key, 0x5EED, *_words(keys)]
+    raw_entropy = seq.entropy
+    if raw_entropy is None:  # unreachable (None seeds get fresh entropy); narrows the type
+        raise TypeError("derive_rng needs a generator seeded from a SeedSequence")
+    entropy = ([int(e) for e in raw_entropy] if isinstance(raw_entropy, Sequence)
+               else [int(raw_entropy)])
+    words = [*entropy, *seq.spawn_key, 0x5EED, *_words(keys)]
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
@@ -399,7 +404,7 @@ class PhantomConfig:
     fast_spread_probability: float | None = None
 
     @classmethod
-    def at(cls, difficulty: DifficultyLevel, **knobs: object) -> PhantomConfig:
+    def at(cls, difficulty: DifficultyLevel, **knobs: Any) -> PhantomConfig:
         """Return a configuration at a difficulty level, with any knob overridden.
 
         Parameters
@@ -414,7 +419,7 @@ class PhantomConfig:
         PhantomConfig
             ``PhantomConfig(difficulty=difficulty, **knobs)``.
         """
-        return cls(difficulty=difficulty, **knobs)  # type: ignore[arg-type]
+        return cls(difficulty=difficulty, **knobs)
 
     @functools.cached_property
     def physiology(self) -> Difficulty:

@@ -68,7 +68,7 @@ def _annexed(folder: Path) -> set[str]:
         return set()
     out = set()
     for line in path.read_text(encoding="utf-8-sig").splitlines():
-        if not line or line.startswith("#") or line.startswith("path\t"):
+        if not line or line.startswith(("#", "path\t")):
             continue
         out.add(line.split("\t")[0].strip())
     return out

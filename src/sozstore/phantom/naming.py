@@ -175,17 +175,17 @@ def compress_contacts(
         numbers = sorted(by_stem[stem])
         items: list[str] = []
         start = prev = numbers[0]
-        for number in [*numbers[1:], None]:
-            if number is not None and number == prev + 1:
-                prev = number
+        for following in [*numbers[1:], None]:  # None flushes the last run
+            if following is not None and following == prev + 1:
+                prev = following
                 continue
             if prev - start >= 2:
                 end = f"{stem}{prev}" if style == "long" else str(prev)
                 items.append(f"{start}-{end}")
             else:
                 items.extend(str(n) for n in range(start, prev + 1))
-            if number is not None:
-                start = prev = number
+            if following is not None:
+                start = prev = following
         groups.append(stem + ",".join(items))
     text = "; ".join(groups)
     return text.replace("'", "\u2019") if curly else text

@@ -33,6 +33,7 @@ All amplitudes are in microvolts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -506,7 +507,7 @@ class TransientTable:
 
     @staticmethod
     def build(
-        rows: dict[str, list[float] | np.ndarray], gains: np.ndarray | None = None
+        rows: Mapping[str, Sequence[float] | np.ndarray], gains: np.ndarray | None = None
     ) -> TransientTable:
         """Assemble a sorted table from column lists.
 

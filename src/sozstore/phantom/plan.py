@@ -860,7 +860,8 @@ def _plan_spikes(
     # (time, amplitude, width, kind) per row
     planned: dict[int, list[tuple[float, float, float, str]]] = {}
     for i, ch in enumerate(channels):
-        if not lay.good_contact[i]:
+        # good contact rows always carry their contact; the None test narrows the type
+        if not lay.good_contact[i] or ch.contact is None:
             continue
         d = _soz_distance(subject, ch.contact)
         if d == 0:
@@ -965,7 +966,8 @@ def _plan_hfos(
     fr_rms = band_rms_fraction(spectrum, 250.0, 500.0)
     hfos: list[tuple[int, float, str]] = []
     for i, ch in enumerate(channels):
-        if not lay.good_contact[i]:
+        # good contact rows always carry their contact; the None test narrows the type
+        if not lay.good_contact[i] or ch.contact is None:
             continue
         in_soz = _soz_distance(subject, ch.contact) == 0 and ch.contact not in traits.hfo_free
         gain = traits.hfo_gain.get(ch.contact, 1.0)
@@ -1088,7 +1090,7 @@ def _plan_confounders(
     phys = cfg.physiology
     found: list[tuple[int, float, float, str]] = []
     contact_of = lay.contact_of
-    good = [i for i in np.flatnonzero(lay.good_contact)]
+    good = [int(i) for i in np.flatnonzero(lay.good_contact)]
     for i in good:
         rate = traits.sharp_rate.get(contact_of[int(i)], 0.0)
         for t in poisson_times(rng, rate, 0.5, duration - 0.5, min_gap=0.3, exclude=exclude):
@@ -1162,7 +1164,8 @@ def plan_signal(
     duration = n_samples / sfreq
     lay = _layout(rng, subject, channels)
     mains_amp = _mains_amplitudes(rng, lay, cfg.mains_amplitude_uv)
-    sz_spec, early = None, set()
+    sz_spec: SeizureSpec | None = None
+    early: set[Contact] = set()
     exclude: list[tuple[float, float]] = []
     if seizure is not None:
         sz_spec, early = _plan_seizure(rng, subject, channels, seizure, cfg, sfreq)
@@ -1178,7 +1181,8 @@ def plan_signal(
     )
     traits = subject.traits
     contacts = lay.good_contact
-    ref_uv = traits.reference_gain * float(np.median(lay.sigma[contacts])) if contacts.any() else 0.0
+    ref_uv = (traits.reference_gain * float(np.median(lay.sigma[contacts]))
+              if contacts.any() else 0.0)
     spec = SignalSpec(
         sfreq=float(sfreq),
         n_samples=int(n_samples),
@@ -1253,8 +1257,8 @@ def _plan_seizure(
             d = 0.0
         elif stem in soz_stems:
             d = float(min(abs(num - n) for s, n in subject.soz_true if s == stem))
-        elif hop.get(stem) is not None:
-            h, entry = hop[stem]  # type: ignore[misc]
+        elif (stem_hop := hop.get(stem)) is not None:
+            h, entry = stem_hop
             d = h + 0.5 * abs(num - entry)
         else:
             continue

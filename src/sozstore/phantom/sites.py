@@ -361,7 +361,7 @@ _HUP_TARGETS = "TEMPORAL FRONTAL MTL MFL FP INSULA PARIETAL".split()
 _HUP_PARTICIPANTS = (
     "participant_id age sex hand outcome engel therapy implant target lesion_status age_onset"
 ).split()
-_HUP_TYPES = {k: "ecg" for k in ("EKG1", "EKG2")} | {k: "eeg" for k in "C3 C4 CZ F3 FZ".split()}
+_HUP_TYPES = dict.fromkeys(("EKG1", "EKG2"), "ecg") | dict.fromkeys("C3 C4 CZ F3 FZ".split(), "eeg")
 
 
 def _hup_channels(sp: SubjectPlan, era: str, rng: np.random.Generator) -> list[ChannelDef]:
@@ -416,7 +416,10 @@ def _hup_channels_tsv(
     hand_edited: bool,
 ) -> tuple[list[tuple[str, ...]], _Labels]:
     """Rows of a HUP channels.tsv: SOZ/resection as ``status_description`` tokens."""
-    rows, bad, soz, res = [], [], [], []
+    rows: list[tuple[str, ...]] = []
+    bad: list[bool] = []
+    soz: list[bool | None] = []
+    res: list[bool | None] = []
     for ch in chans:
         is_bad = ch.role != "contact" or ch.contact in sp.flat or ch.contact in sp.noisy
         tokens = []
@@ -479,7 +482,7 @@ def _hup_subject(site: _Site, i: int, *, conflict: bool) -> tuple[object, ...]:
     # like HUP180: the last run of the conflict subject lists a stale SOZ set
     stale_run = runs[-1] if conflict else None
     ses = site.root / f"sub-{sid}" / "ses-presurgery"
-    scans = []
+    scans: list[tuple[str, str]] = []
     for task, run in runs:
         base = f"sub-{sid}_ses-presurgery_task-{task}_acq-{modality}_run-{run:02d}"
         rel = f"sub-{sid}/ses-presurgery/ieeg/{base}_ieeg.edf"
@@ -779,7 +782,8 @@ def _mc_channels_tsv(
 ) -> tuple[list[tuple[str, ...]], list[bool]]:
     """Rows of a ds003029 channels.tsv (no SOZ anywhere) and the bad flags."""
     units = "n/a" if subsite in ("jh", "pt") else "µV"  # older files say n/a
-    rows, bad = [], []
+    rows: list[tuple[str, ...]] = []
+    bad: list[bool] = []
     for ch in chans:
         if ch.role in ("contact", "scalp"):  # scalp channels typed ECOG, as at NIH
             tsv_type = "SEEG" if subsite == "umf" else "ECOG"

@@ -24,10 +24,10 @@ import polars as pl
 __all__ = ["TRUTH_SCHEMAS", "Truth"]
 
 _S, _F, _I, _B = pl.Utf8, pl.Float64, pl.Int64, pl.Boolean
-_REC = {"site": _S, "subject": _S, "source_path": _S}
+_REC: dict[str, type[pl.DataType]] = {"site": _S, "subject": _S, "source_path": _S}
 
 #: Column types of every truth table.
-TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+TRUTH_SCHEMAS: dict[str, dict[str, type[pl.DataType]]] = {
     "recordings": {
         **_REC,
         "task": _S,

@@ -1,0 +1,66 @@
+"""Jobs that chain library steps, shared by the command line and the demo.
+
+``sozstore etl`` and the demo both ingest a site and then compute its default feature sets;
+the sequence, and the thread defaults it runs with, are written here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sozstore.etl.config import SiteConfig
+    from sozstore.etl.features.engine import FeatureReport
+    from sozstore.etl.pipeline import RunReport
+
+
+@dataclass
+class SiteIngest:
+    """What :func:`ingest_site` did: the ETL report and, when computed, the feature report."""
+
+    etl: RunReport
+    features: FeatureReport | None
+
+    @property
+    def exit_code(self) -> int:
+        """0: success; 1: partial success; 2: nothing ingested (see ``RunReport.exit_code``)."""
+        code = self.etl.exit_code
+        if self.features is not None and self.features.failed:
+            code = max(code, 1)
+        return code
+
+
+def ingest_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
+                progress: bool = True, features: bool = True) -> SiteIngest:
+    """Ingest one site's recordings, then compute its default feature sets.
+
+    Parameters
+    ----------
+    config : SiteConfig
+        The validated site configuration.
+    store : str | Path
+        The store root (created if missing).
+    workers : int
+        Recordings processed in parallel, for the ETL and the features alike.
+    progress : bool
+        Show progress bars.
+    features : bool
+        Compute the default feature sets for this site after the ETL. Skipped when nothing
+        was ingested.
+
+    Returns
+    -------
+    SiteIngest
+        Both reports; ``exit_code`` combines them.
+    """
+    from sozstore.etl.features.engine import compute_features, default_threads
+    from sozstore.etl.pipeline import run_site
+
+    report = run_site(config, store, workers=workers, progress=progress)
+    feats = None
+    if features and report.exit_code < 2:
+        feats = compute_features(store, site=config.name, workers=workers, progress=progress,
+                                 threads=default_threads())
+    return SiteIngest(report, feats)

@@ -1,0 +1,50 @@
+"""Shared parameter documentation, written once and filled into docstrings (after MNE's
+``fill_doc``): a docstring names an entry as ``%(store)s`` on a line of its own, and
+:func:`fill_doc` replaces it with the entry indented like that line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+_Documented = TypeVar("_Documented", bound=Callable[..., object])
+
+#: Parameter entries by name (numpydoc: the first line unindented, the text under it
+#: indented by four spaces).
+DOCDICT: dict[str, str] = {
+    "store": (
+        "store : Store | str | os.PathLike\n"
+        "    The store: a :class:`~sozstore.store.Store`, or its root folder, opened with\n"
+        "    :meth:`Store.open <sozstore.store.Store.open>` (a Store passes through as it is)."
+    ),
+}
+
+_ENTRY = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)
+
+
+def _indented(match: re.Match[str]) -> str:
+    name = match["name"]
+    if name not in DOCDICT:
+        raise KeyError(f"no shared documentation for %({name})s; known: {sorted(DOCDICT)}")
+    indent = match["indent"]
+    return "\n".join(indent + line if line else line for line in DOCDICT[name].splitlines())
+
+
+def fill_doc(obj: _Documented) -> _Documented:
+    """Replace ``%(name)s`` lines of ``obj``'s docstring by the :data:`DOCDICT` entries.
+
+    Parameters
+    ----------
+    obj : callable
+        A function or class whose docstring names shared entries.
+
+    Returns
+    -------
+    callable
+        ``obj`` itself, its docstring filled.
+    """
+    if obj.__doc__:
+        obj.__doc__ = _ENTRY.sub(_indented, obj.__doc__)
+    return obj
