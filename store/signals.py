@@ -143,7 +143,10 @@ class SignalReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
-        self.array = self.group[DATA]
+        array = self.group[DATA]
+        if not isinstance(array, zarr.Array):
+            raise ValueError(f"{self.path}: {DATA!r} is not an array")
+        self.array: zarr.Array = array
         self.attrs: dict[str, Any] = dict(self.group.attrs)
         self.channels: list[str] = list(self.attrs["channels"])
         self.sfreq = float(self.attrs["sfreq"])
@@ -171,11 +174,13 @@ class SignalReader:
         start, stop = max(0, int(start)), min(self.n_samples, int(stop))
         idx = self.channel_indices(channels)
         if channels is None:
-            return self.array[:, start:stop]
-        lo, hi = min(idx), max(idx) + 1
-        if hi - lo == len(idx) and idx == sorted(idx):
-            return self.array[lo:hi, start:stop]
-        return self.array.get_orthogonal_selection((np.asarray(idx), slice(start, stop)))
+            block = self.array[:, start:stop]
+        elif (hi := max(idx) + 1) - (lo := min(idx)) == len(idx) and idx == sorted(idx):
+            block = self.array[lo:hi, start:stop]
+        else:
+            block = self.array.get_orthogonal_selection((np.asarray(idx), slice(start, stop)))
+        # zarr types a selection loosely; the store's arrays are float32 (no copy here)
+        return np.asarray(block, dtype=np.float32)
 
     def read(self, tmin: float, tmax: float, channels: Sequence[str] | None = None
              ) -> NDArray[np.float32]:
