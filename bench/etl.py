@@ -199,6 +199,7 @@ def child_etl(edf: Path, work: Path, profile: bool) -> dict[str, Any]:
 
     from sozstore.etl.config import parse_site_config
     from sozstore.etl.pipeline import run_site
+    from sozstore.store import Store
 
     rss_imports = ru_maxrss_bytes()
     work.mkdir(parents=True, exist_ok=True)
@@ -243,7 +244,7 @@ def child_etl(edf: Path, work: Path, profile: bool) -> dict[str, Any]:
              "n_channels": r.n_channels} for r in report.results],
         "rss_at_start_MiB": rss_start / MiB, "rss_after_imports_MiB": rss_imports / MiB,
         "peak_rss_MiB": ru_maxrss_bytes() / MiB, **timeline_summary(samples, t_start, t_end)}
-    zarrs = list((store / "signals").rglob("*.zarr"))
+    zarrs = list(Store.open(store).signals_dir.rglob("*.zarr"))
     out["store_bytes"] = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     if zarrs:
         import zarr

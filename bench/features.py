@@ -154,9 +154,9 @@ def ensure_cohort_store(subjects_per_site: int) -> tuple[Path, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- measurements
 def _recording(store: Path) -> dict[str, Any]:
-    from sozstore.store.catalog import read_table
+    from sozstore.store import Store
 
-    recs = read_table(store, "recordings")
+    recs = Store.open(store).read("recordings")
     if recs.height != 1:
         raise RuntimeError(f"{store}: expected one recording, found {recs.height}")
     return recs.row(0, named=True)
@@ -172,8 +172,9 @@ def time_sets(store: Path, sets: list[str], workers: int, threads: int = 1) -> d
     import gc
 
     from sozstore.etl.features.engine import compute_features
+    from sozstore.store import Store
 
-    shutil.rmtree(store / "features", ignore_errors=True)
+    shutil.rmtree(Store.open(store).features_dir, ignore_errors=True)
     gc.collect()
     kwargs: dict[str, Any] = {"threads": threads} if threads != 1 else {}
     failed = {"sets": sets, "workers": workers, "threads": threads, "seconds": float("nan"),
@@ -194,11 +195,12 @@ def time_sets(store: Path, sets: list[str], workers: int, threads: int = 1) -> d
 def time_floor(store: Path) -> dict[str, Any]:
     """Read the engine's blocks (default sets' margins) and rFFT every 5-s clip."""
     from sozstore.etl.features.engine import resolve_sets
+    from sozstore.store import Store
     from sozstore.store.signals import open_signals
 
     rec = _recording(store)
     t0, cpu0 = time.perf_counter(), _cpu_s()
-    sig = open_signals(store / rec["zarr_path"])
+    sig = open_signals(Store.open(store).signal_path(rec["zarr_path"]))
     clip = int(round(CLIP_S * sig.sfreq))
     n_clips = sig.n_samples // clip
     margin = int(np.ceil(max(fs.margin_s for fs in resolve_sets(None)) * sig.sfreq))
@@ -259,10 +261,11 @@ def time_naive(store: Path, n_channels: int, minutes: float) -> dict[str, Any]:
     from scipy import signal
 
     from sozstore.etl.features.kernels import BANDS
+    from sozstore.store import Store
     from sozstore.store.signals import open_signals
 
     rec = _recording(store)
-    sig = open_signals(store / rec["zarr_path"])
+    sig = open_signals(Store.open(store).signal_path(rec["zarr_path"]))
     fs = sig.sfreq
     clip = int(round(CLIP_S * fs))
     n_ch = min(n_channels, len(sig.channels))
@@ -306,19 +309,25 @@ def time_queries(store: Path, repeat: int = 5) -> list[dict[str, Any]]:
 
 
 def feature_rows(store: Path) -> dict[str, int]:
+    """Rows per feature table, over every version the store holds."""
     import pyarrow.parquet as pq
 
+    from sozstore.store import Store
+
+    opened = Store.open(store)
     rows: dict[str, int] = {}
-    for f in sorted((store / "features").glob("*/v*/site=*/subject=*/*.parquet")):
-        table = f.parts[-5]
-        rows[table] = rows.get(table, 0) + pq.read_metadata(f).num_rows
+    for table, found in opened.feature_tables().items():
+        for version in found.versions:
+            for f in opened.feature_files(table, version):
+                rows[table] = rows.get(table, 0) + pq.read_metadata(f).num_rows
     return rows
 
 
 def profile_default(store: Path, top: int = 30) -> str:
     from sozstore.etl.features.engine import compute_features
+    from sozstore.store import Store
 
-    shutil.rmtree(store / "features", ignore_errors=True)
+    shutil.rmtree(Store.open(store).features_dir, ignore_errors=True)
     prof = cProfile.Profile()
     prof.enable()
     compute_features(store, workers=1, progress=False)
@@ -394,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_queries:
         print("cohort store ...", flush=True)
         cohort, cohort_info = ensure_cohort_store(subjects)
-        from sozstore.store.catalog import read_table
+        from sozstore.store import Store
 
-        recs = read_table(cohort, "recordings")
+        recs = Store.open(cohort).read("recordings")
         cohort_info.update(subjects=recs["subject"].n_unique(), recordings=recs.height,
                            channel_hours=float((recs["duration_s"] * recs["n_channels"]).sum())
                                          / 3600.0,

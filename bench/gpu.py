@@ -11,8 +11,9 @@ default features), on the installed ``sozstore`` package:
 The subjects measured are those whose bandpower, spikes, hfo, wpt and adjacency partitions
 exist (a store may be carried in part: catalog and some subjects' feature tables, no signals).
 
-a) loader: ``TorchEstimator._dataset(store, keys, train=True)`` of ``sozformer`` and ``dcgru``
-   at ``sozstore.demo.FULL_CONFIGS`` (``ClipSequenceDataset(n_clips=12)``,
+a) loader: ``TorchEstimator._dataset(CohortData.from_store(store).subset(keys), train=True)``
+   of ``sozformer`` and ``dcgru`` at their full sizes (``REGISTRY[name].full`` of
+   ``sozstore.models.registry``; ``ClipSequenceDataset(n_clips=12)``,
    ``GraphSequenceDataset(n_steps=12)``, augmentation on, as ``fit`` trains them; add
    ``szloc`` to ``--loader-models`` for ``RawWindowDataset(n_steps=45)`` where the store has
    its signals) through ``make_loader(ds, batch_size, W)`` for
@@ -20,7 +21,7 @@ a) loader: ``TorchEstimator._dataset(store, keys, train=True)`` of ``sozformer``
    new windows), windows/s over the whole epoch (worker start included, as ``fit`` pays it
    every epoch: ``persistent_workers=False``) and after the first batch (steady state).
 b) training: the model at its full size built as ``TorchEstimator._fit_once`` builds it
-   (``make_estimator(name, FULL_CONFIGS[name] | {"device": ...})._build``), AdamW, and
+   (``build_estimator(name, REGISTRY[name].full | {"device": ...})._build``), AdamW, and
    ``TorchEstimator.train_step`` per batch with ``float(loss)`` after each step (``fit`` reads
    the loss every step). First one epoch of batches is materialised on the device and
    ``--warmup`` steps run on it; then, alternating, the in-memory epoch (the same batches,
@@ -40,7 +41,7 @@ Usage::
     python bench/gpu.py --store STORE --device cuda --out DIR
     python bench/gpu.py --store STORE --device cpu --out /tmp/x --quick   # smoke test
 
-``duckdb`` is imported (``sozstore.store.duck``, through ``sozstore.models.data``) but never
+``duckdb`` is imported (``sozstore.store.duck``, through ``sozstore.models.inputs``) but never
 called on these paths; where it is not installed, a shim that records and refuses every use
 is put on ``PYTHONPATH`` (inherited by the loader's workers) and the run reports how many
 uses it saw (must be 0).
@@ -224,32 +225,39 @@ def phase(sampler: UtilisationSampler, record: dict[str, Any]) -> Iterator[None]
 # --------------------------------------------------------------------------- loader
 def subjects_with_features(store: Path) -> tuple[list[str], list[str]]:
     """``site/subject`` keys whose partitions of every table the clip and graph datasets
-    read exist, and the keys of the catalog that lack one (a store carried in part)."""
-    from sozstore.etl.features.engine import partition_path
-    from sozstore.etl.features.registry import FEATURE_SETS, TABLE_TO_SET
-    from sozstore.models.data import subject_keys
+    read (each table's current version in the store) exist, and the keys of the catalog
+    that lack one (a store carried in part)."""
+    from sozstore.models.inputs import subject_keys
+    from sozstore.store import Store
 
+    opened = Store.open(store)
+    tables = ("bandpower", "spikes", "hfo", "wpt", "adjacency")
+    versions = {table: opened.current_feature_version(table) for table in tables}
     have: list[str] = []
     missing: list[str] = []
-    for row in subject_keys(store).iter_rows(named=True):
-        complete = all(partition_path(store, table, FEATURE_SETS[TABLE_TO_SET[table]].version,
-                                      row["site"], row["subject"]).exists()
-                       for table in ("bandpower", "spikes", "hfo", "wpt", "adjacency"))
+    for row in subject_keys(opened).iter_rows(named=True):
+        complete = all(version is not None
+                       and opened.feature_path(table, version, row["site"],
+                                               row["subject"]).exists()
+                       for table, version in versions.items())
         (have if complete else missing).append(row["key"])
     return have, missing
 
 
 def estimator_for(name: str, device: str) -> Any:
-    """The estimator ``fit`` would train at ``FULL_CONFIGS`` sizes on ``device``."""
-    from sozstore.demo import FULL_CONFIGS
-    from sozstore.models.zoo import make_estimator
+    """The estimator ``fit`` would train at full size (``REGISTRY[name].full``) on
+    ``device``."""
+    from sozstore.models.registry import REGISTRY, build_estimator
 
-    return make_estimator(name, {**FULL_CONFIGS[name], "device": device})
+    return build_estimator(name, {**REGISTRY[name].full, "device": device})
 
 
 def dataset_for(name: str, store: Path, keys: list[str], device: str) -> Any:
     """The training dataset ``TorchEstimator._fit_once`` builds for ``name``."""
-    return estimator_for(name, device)._dataset(store, keys, train=True)
+    from sozstore.models.estimator import CohortData
+
+    return estimator_for(name, device)._dataset(CohortData.from_store(store).subset(keys),
+                                                train=True)
 
 
 def loader_epoch(ds: Any, *, batch_size: int, workers: int, epoch: int,
@@ -285,13 +293,13 @@ def loader_epoch(ds: Any, *, batch_size: int, workers: int, epoch: int,
 def bench_loaders(store: Path, keys: list[str], args: argparse.Namespace,
                   sampler: UtilisationSampler, budget: Budget) -> list[dict[str, Any]]:
     """Phase a): one epoch per (dataset, worker count)."""
-    from sozstore.demo import FULL_CONFIGS
+    from sozstore.models.registry import REGISTRY
 
     rows = []
     for name in args.loader_models:
         ds = dataset_for(name, store, keys, args.device)
-        batch_size = FULL_CONFIGS[name].get("batch_size", estimator_for(name, "cpu")
-                                            .config.batch_size)
+        batch_size = REGISTRY[name].full.get("batch_size", estimator_for(name, "cpu")
+                                             .config.batch_size)
         for k, workers in enumerate(args.workers):
             if budget.left() < args.reserve_s:
                 rows.append({"dataset": DATASET_OF[name], "model": name, "workers": workers,
@@ -329,15 +337,16 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
     """Phase b) for one model: in-memory epochs against real-loader epochs."""
     import torch
 
-    from sozstore.models.data import N_CLIP_FEATURES
     from sozstore.models.datasets import make_loader
+    from sozstore.models.estimator import CohortData
+    from sozstore.models.inputs import N_CLIP_FEATURES
 
     device = torch.device(args.device)
     est = estimator_for(name, args.device)
     cfg = est.config
     torch.manual_seed(0)
     est.weights_ = (1.0, 3.0)  # focal BCE class weights: values do not change the cost
-    ds = est._dataset(store, keys, train=True)
+    ds = est._dataset(CohortData.from_store(store).subset(keys), train=True)
     model = est._build(getattr(ds, "n_features", N_CLIP_FEATURES)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
@@ -559,7 +568,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget = Budget(args.budget_s)
-    if not (args.store / "catalog").is_dir():
+    from sozstore.store import Store
+
+    if not Store.open(args.store).catalog_dir.is_dir():
         print(f"error: {args.store}: not a store (it has no catalog/ folder)", file=sys.stderr)
         return 2
     shim_log = install_duckdb_shim(force=args.shim_duckdb)

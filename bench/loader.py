@@ -18,7 +18,7 @@ Measured in the same run, over every recording of ``recording_table(store)``:
    (sequences) per second and MB/s (bytes of every tensor of the collated batches: x, y,
    mask, valid / adj / seizure), for the first epoch with cold caches (the store's files
    dropped from the page cache with ``posix_fadvise(DONTNEED)`` and the in-process LRU caches
-   of ``sozstore.models.data`` cleared) and the second epoch (``ds.set_epoch(1)``, nothing
+   of ``sozstore.models.inputs`` cleared) and the second epoch (``ds.set_epoch(1)``, nothing
    cleared). Epoch time includes starting the loader's workers (time to first batch is
    reported as well).
 2. The raw Zarr ceiling: the same epochs' windows (same recordings, same positions and
@@ -37,14 +37,15 @@ Measured in the same run, over every recording of ``recording_table(store)``:
    span of signal is not read at all), so the ratios say how a training loop fed from the
    store compares with one that cuts the same windows out of the source files.
 4. Training step time per model (sozformer, dcgru, szloc) at the demo sizes
-   (``sozstore.demo.DEMO_CONFIGS[name]['model']``) and the default sizes, built the way
-   ``TorchEstimator`` builds them (``make_estimator(name, {"model": ...})._build``, which adds
-   the per-model defaults), fed real batches of the loaders above (batch 8; szloc 4; windows
-   of 25 clips, 12 steps, 45 s) and stepped the way ``TorchEstimator.fit`` does (forward,
-   loss, backward, gradient clipping, AdamW step) on the CPU: median seconds per step after 2
-   warm-up steps, with torch's default intra-op threads (what ``TorchEstimator`` runs with:
-   one per core) and, on the same model, with ``torch.set_num_threads(1)``; and the
-   number of parameters. The loader's warm seconds per batch (W = 0) are shown beside it.
+   (``sozstore.models.registry.REGISTRY[name].demo['model']``) and the default sizes, built
+   the way ``TorchEstimator`` builds them (``build_estimator(name, {"model": ...})._build``,
+   which adds the per-model defaults), fed real batches of the loaders above (batch 8; szloc
+   4; windows of 25 clips, 12 steps, 45 s) and stepped the way ``TorchEstimator.fit`` does
+   (forward, loss, backward, gradient clipping, AdamW step) on the CPU: median seconds per
+   step after 2 warm-up steps, with torch's default intra-op threads (what
+   ``TorchEstimator`` runs with: one per core) and, on the same model, with
+   ``torch.set_num_threads(1)``; and the number of parameters. The loader's warm seconds per
+   batch (W = 0) are shown beside it.
 
 Rows of 1-3 are the fastest of ``--repeats`` runs (the machine may be shared: the fastest run
 is the least disturbed; every run is in the JSON); W = 2 rows are one run (starting the workers
@@ -145,10 +146,10 @@ def ensure_store() -> dict[str, Any]:
 def describe_store(recs: list[Any]) -> dict[str, Any]:
     import polars as pl
 
-    from sozstore.store.catalog import read_table
+    from sozstore.store import Store
 
     ids = {r.recording_id for r in recs}
-    rows = read_table(STORE, "recordings").filter(pl.col("recording_id").is_in(list(ids)))
+    rows = Store.open(STORE).read("recordings").filter(pl.col("recording_id").is_in(list(ids)))
     n_ch = [len(r.channels) for r in recs]
     store_channels = rows["n_channels"].median()
     assert isinstance(store_channels, (int, float))  # the median of an integer column
@@ -194,6 +195,7 @@ def window_spans(ds: Any, epoch: int) -> list[tuple[Any, float, float]]:
     """(recording, t0, t1) in seconds of every window of an epoch, as the dataset cuts them
     (the signal span a window covers; for raw windows the same jittered start)."""
     from sozstore.models.datasets import RawWindowDataset
+    from sozstore.store import Store
     from sozstore.store.signals import open_signals
 
     ds.set_epoch(epoch)
@@ -206,7 +208,8 @@ def window_spans(ds: Any, epoch: int) -> list[tuple[Any, float, float]]:
             rng = np.random.default_rng([ds.seed, ds.epoch, unit.recording, unit.start])
             jitter = int(rng.integers(1, 15))
             if rec.recording_id not in durations:
-                durations[rec.recording_id] = open_signals(STORE / rec.zarr_path).duration
+                durations[rec.recording_id] = open_signals(
+                    Store.open(STORE).signal_path(rec.zarr_path)).duration
             start = float(np.clip(onset - 15.0 - jitter, 0.0,
                                   max(0.0, durations[rec.recording_id] - ds.window)))
             spans.append((rec, start, start + ds.window))
@@ -239,10 +242,10 @@ def tensor_bytes(batch: dict[str, Any]) -> int:
 
 
 def clear_process_caches() -> None:
-    from sozstore.models import data
+    from sozstore.models import inputs
 
-    data._clip_features_cached.cache_clear()
-    data._adjacency_cached.cache_clear()
+    inputs._clip_features_cached.cache_clear()
+    inputs._adjacency_cached.cache_clear()
     gc.collect()
 
 
@@ -309,8 +312,10 @@ def _read_rates(sec: float, windows: int, n_bytes: int, n_samples: int, la: floa
 
 
 def bench_zarr(spans: list[tuple[Any, float, float]], *, cold: bool) -> dict[str, Any]:
+    from sozstore.store import Store
     from sozstore.store.signals import open_signals
 
+    store = Store.open(STORE)
     if cold:
         drop_store_from_page_cache()
     readers: dict[str, Any] = {}
@@ -320,7 +325,7 @@ def bench_zarr(spans: list[tuple[Any, float, float]], *, cold: bool) -> dict[str
     for rec, a, b in spans:
         sig = readers.get(rec.recording_id)
         if sig is None:
-            sig = readers[rec.recording_id] = open_signals(STORE / rec.zarr_path)
+            sig = readers[rec.recording_id] = open_signals(store.signal_path(rec.zarr_path))
         x = sig.read(a, b)
         n_bytes += x.nbytes
         n_samples += x.size
@@ -329,11 +334,11 @@ def bench_zarr(spans: list[tuple[Any, float, float]], *, cold: bool) -> dict[str
 
 # --------------------------------------------------------------------------- 3. MNE baseline
 def source_info(recs: list[Any]) -> dict[str, tuple[Path, float]]:
-    from sozstore.store.catalog import read_table
+    from sozstore.store import Store
 
     wanted = {r.recording_id for r in recs}
     out = {}
-    for r in read_table(STORE, "recordings").iter_rows(named=True):
+    for r in Store.open(STORE).read("recordings").iter_rows(named=True):
         if r["recording_id"] not in wanted:
             continue
         path = COHORT / "raw" / r["site"] / r["source_path"]
@@ -423,11 +428,11 @@ def bench_train(name: str, size: str, model_cfg: dict[str, Any], batches: list[d
     setting exceed ``cap_s`` seconds."""
     import torch
 
-    from sozstore.models.data import N_CLIP_FEATURES
-    from sozstore.models.zoo import make_estimator
+    from sozstore.models.inputs import N_CLIP_FEATURES
+    from sozstore.models.registry import build_estimator
 
     torch.manual_seed(0)
-    est = make_estimator(name, {"model": model_cfg} if model_cfg else {})
+    est: Any = build_estimator(name, {"model": model_cfg} if model_cfg else {})
     device = torch.device("cpu")
     est.weights_ = (1.0, 3.0)  # focal BCE class weights (values do not change the cost)
     model = est._build(N_CLIP_FEATURES).to(device)
@@ -782,8 +787,8 @@ def main() -> int:
 
     import torch
 
-    from sozstore.demo import DEMO_CONFIGS
-    from sozstore.models.data import recording_table
+    from sozstore.models.inputs import recording_table
+    from sozstore.models.registry import REGISTRY
 
     recs = recording_table(STORE)
     if args.quick:
@@ -839,7 +844,7 @@ def main() -> int:
         w0 = res["datasets"][f"{kind}_w0"]["warm"]
         loader_s = w0["seconds"] / max(1, w0["batches"]) / (2 if kind == "raw" else 1)
         for size in sizes:
-            cfg = DEMO_CONFIGS[name]["model"] if size == "demo" else {}
+            cfg = REGISTRY[name].demo["model"] if size == "demo" else {}
             r = bench_train(name, size, cfg, batches, steps=steps,
                             thread_settings=thread_settings, cap_s=args.step_cap)
             r["loader_s_per_batch"] = loader_s

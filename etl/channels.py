@@ -28,7 +28,8 @@ _CONTACT = re.compile(r"^(?P<stem>.*?\D)(?P<num>\d+)$")
 _ELECTRODE_CONTACT = re.compile(r"^(.*\d)-(\d+)$")
 _BIPOLAR = re.compile(r"^(?P<a>[A-Za-z'][A-Za-z']*\d+)-(?P<b>[A-Za-z'][A-Za-z']*\d+)$")
 
-#: 10-20 / 10-10 scalp positions that turn up inside iEEG files (gotcha 22).
+#: 10-20 / 10-10 scalp positions that turn up inside iEEG files, often typed SEEG or ECoG
+#: by channels.tsv (types there are unreliable, so names decide).
 SCALP_NAMES = frozenset(
     "FP1 FP2 FPZ F7 F3 FZ F4 F8 T3 T4 T5 T6 T7 T8 C3 CZ C4 P7 P3 PZ P4 P8 O1 O2 OZ A1 A2 "
     "M1 M2 F9 F10 T9 T10 P9 P10 FT9 FT10 AF3 AF4 FC1 FC2 FC5 FC6 CP1 CP2 CP5 CP6 PO3 PO4 "
@@ -90,7 +91,7 @@ def normalise_spelling(name: str, config: ChannelConfig | None = None) -> tuple[
             break
     text = text.replace(" ", "").replace("_", "")
     match = _BIPOLAR.match(text)
-    if match:  # labels on bipolar pairs keep both contacts (gotcha 12)
+    if match:  # labels on bipolar pairs (LAH1-LAH2) keep both contacts
         return f"{_unpad(match['a'])}-{_unpad(match['b'])}", hint
     return _unpad(text), hint
 
@@ -137,8 +138,8 @@ def canonical_keys(names: Sequence[str], config: ChannelConfig | None = None) ->
     """Canonical keys of all channels of one recording.
 
     Upper-casing is skipped for this recording if it would merge two different contacts
-    (RESPect uses mixed-case stems, gotcha 20). Duplicate keys stay duplicates here; the caller
-    reports them.
+    (RESPect names mixed-case stems such as ``sT1``, ``vT1``). Duplicate keys stay duplicates
+    here; the caller reports them.
     """
     cfg = config or ChannelConfig()
     spelled = [normalise_spelling(n, cfg) for n in names]

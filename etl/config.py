@@ -81,7 +81,8 @@ CHANNEL_TYPES: tuple[str, ...] = get_args(ChannelType)
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 LABEL_KINDS: tuple[str, ...] = get_args(LabelKind)
 
-#: NK/Persyst boilerplate seen in every Nihon Kohden export (gotcha 16).
+#: NK/Persyst boilerplate seen in every Nihon Kohden export: clock stamps (``+75.000000``)
+#: that duplicate every annotation, ``Segment: REC START ...`` and ``A1+A2 OFF``.
 DEFAULT_EVENT_IGNORE = (
     r"^\+\d+(\.\d+)?$",
     r"^Segment: REC START",

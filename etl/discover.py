@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mne_bids import get_entities_from_fname
 
+from sozstore.etl._docs import fill_doc
 from sozstore.etl.config import SiteConfig
 from sozstore.etl.tables import read_rows, strip_bids_prefix
 from sozstore.store.layout import safe_component
@@ -53,13 +54,25 @@ def pseudonymise(subject: str, config: SiteConfig) -> str:
     return f"s{digest}"
 
 
+@fill_doc
 def discover(config: SiteConfig) -> list[RecordingSpec]:
     """All recordings of a site, sorted by recording id.
+
+    Parameters
+    ----------
+    %(config)s
+
+    Returns
+    -------
+    list of RecordingSpec
+        One per recording file, sorted by ``recording_id``.
 
     Raises
     ------
     FileNotFoundError
         If the layout's root (or manifest) does not exist.
+    ValueError
+        If two recordings get the same id.
     """
     root = config.layout.root
     if not root.is_dir():
@@ -143,9 +156,9 @@ def _discover_manifest(config: SiteConfig) -> list[RecordingSpec]:
     rows = read_rows(manifest, delimiter=lay.manifest_delimiter)
     wanted = {lay.file_column, lay.subject_column, lay.recording_column, lay.task_column,
               lay.bad_column}
-    for label in config.labels:
-        if label.kind == "manifest":
-            wanted.update({label.soz_column, label.resected_column})
+    for source in config.labels:
+        if source.kind == "manifest":
+            wanted.update({source.soz_column, source.resected_column})
     if config.outcome.table == "manifest":
         wanted.update({config.outcome.outcome_column, config.outcome.engel_column,
                        config.outcome.ilae_column})

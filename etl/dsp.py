@@ -1,11 +1,12 @@
-"""Streaming notch filtering and resampling: pure array functions, no I/O.
+"""Streaming notch filtering, resampling and channel statistics: pure array functions, no I/O.
 
 A recording is processed in blocks whose result equals, to float precision in the interior,
 what the same zero-phase notch and polyphase resampler would give on the whole recording:
 each block is read with a margin on both sides (longer than the notch transient and the
 resampler's FIR half-length) and only its core is kept. Block boundaries sit on multiples of
 the resampler's ``down`` factor so every core maps onto whole output samples. Memory is
-bounded by the block size, not by the recording length.
+bounded by the block size, not by the recording length. The per-channel statistics the ETL
+flags flat and empty channels with (:class:`ChannelMoments`) accumulate over the same blocks.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class ResamplePlan:
     Parameters
     ----------
     source_sfreq : float
-        Sampling rate of the source file (Hz), a float (gotcha 8).
+        Sampling rate of the source file (Hz), a float: real headers give rates such as
+        999.4121105232217 Hz, so it is never rounded or compared exactly.
     target_sfreq : float
         Sampling rate of the store (Hz).
     mains_hz : float
@@ -179,3 +181,62 @@ def reference_process(data: NDArray[np.floating], plan: ResamplePlan) -> NDArray
     if plan.up != plan.down:
         x = signal.resample_poly(x, plan.up, plan.down, axis=-1, window=plan.fir)
     return x.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ChannelMoments:
+    """Running per-channel sums over the finite samples of a signal read block by block.
+
+    Each block's sums are taken around the block's own mean and combined exactly
+    (``sum x**2 = sum (x - m)**2 + n m**2``), which keeps large DC offsets (DC inputs in
+    mV) from cancelling the variance of a block. Non-finite samples (NaN, inf) are left
+    out of the sums and counted apart. Instances are immutable: :meth:`update` returns the
+    moments with one more block.
+
+    Attributes
+    ----------
+    total : numpy.ndarray of float64, shape (n_channels,)
+        Sum of the finite samples.
+    total_sq : numpy.ndarray of float64, shape (n_channels,)
+        Sum of the squares of the finite samples.
+    count : numpy.ndarray of float64, shape (n_channels,)
+        Number of finite samples.
+    n_nonfinite : numpy.ndarray of int64, shape (n_channels,)
+        Number of NaN or infinite samples.
+    """
+
+    total: NDArray[np.float64]
+    total_sq: NDArray[np.float64]
+    count: NDArray[np.float64]
+    n_nonfinite: NDArray[np.int64]
+
+    @classmethod
+    def zeros(cls, n_channels: int) -> ChannelMoments:
+        """The moments of no samples at all, for ``n_channels`` channels."""
+        return cls(total=np.zeros(n_channels), total_sq=np.zeros(n_channels),
+                   count=np.zeros(n_channels), n_nonfinite=np.zeros(n_channels, dtype=np.int64))
+
+    def update(self, block: NDArray[np.floating]) -> ChannelMoments:
+        """The moments with ``block`` (shape ``(n_channels, n_samples)``) added."""
+        finite = np.isfinite(block)
+        n_finite = finite.sum(axis=1)
+        values = np.where(finite, block, 0.0)
+        block_mean = values.sum(axis=1) / np.maximum(n_finite, 1)
+        centred = np.where(finite, block - block_mean[:, None], 0.0)
+        return ChannelMoments(
+            total=self.total + values.sum(axis=1),
+            total_sq=self.total_sq + ((centred ** 2).sum(axis=1) + n_finite * block_mean ** 2),
+            count=self.count + n_finite,
+            n_nonfinite=self.n_nonfinite + (~finite).sum(axis=1),
+        )
+
+    @property
+    def mean(self) -> NDArray[np.float64]:
+        """Mean of the finite samples per channel (0 for a channel without any)."""
+        return self.total / np.maximum(self.count, 1)
+
+    @property
+    def std(self) -> NDArray[np.float64]:
+        """Population standard deviation of the finite samples per channel (0 without any)."""
+        return np.sqrt(np.maximum(self.total_sq / np.maximum(self.count, 1) - self.mean ** 2,
+                                  0.0))

@@ -1,4 +1,5 @@
-"""Seizure markers: free text in, (kind, rule) out, by the site's regex table (gotcha 15)."""
+"""Seizure markers: free text in, (kind, rule) out, by the site's regex table (marker texts
+are site-specific, misspelled and truncated, e.g. ``eeg sz start``, ``clincial osnet``)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def classify_text(text: str, config: EventConfig) -> tuple[str, str | None]:
 def classify_events(rows: list[tuple[float, float, str]], config: EventConfig
                     ) -> list[ClassifiedEvent]:
     """Classify ``(onset_s, duration_s, text)`` rows, dropping boilerplate and exact
-    duplicates (NK exports repeat every annotation, gotcha 16/19)."""
+    duplicates (same onset and text: NK exports repeat annotations, and a file's markers can
+    repeat what events.tsv already lists)."""
     seen: set[tuple[float, str]] = set()
     out = []
     for onset, duration, text in rows:

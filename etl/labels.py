@@ -1,7 +1,7 @@
 """Clinician labels (SOZ, resection), bad flags and coordinates for one recording.
 
 Labels are derived from every channel the file holds, *before* bad channels are flagged or
-dropped anywhere (gotcha 10: SOZ and resected contacts can be ``status=bad``). Each label
+dropped anywhere (SOZ and resected contacts can be ``status=bad``, as in HUP). Each label
 source of the site config yields, per target (``soz``/``resected``), either a value for every
 channel of the recording or nothing ("this source says nothing about this recording"); the
 first source that says something wins. Within a source that labels a recording, a channel it
@@ -67,7 +67,7 @@ def _lookup(row_index: dict[str, dict[str, str | None]], key: ChannelKey, cfg: C
 def external_row(rows: Sequence[dict[str, str | None]], column: str, subject: str
                  ) -> dict[str, str | None] | None:
     """The row of ``subject`` in a per-subject table, tolerant of ``sub-`` prefixes, case,
-    trailing spaces and zero padding (``pt01`` vs ``pt1``, gotcha 25)."""
+    trailing spaces and zero padding (``pt01`` in one dataset is ``pt1`` in another)."""
 
     def norm(text: str) -> str:
         text = text.strip().lower()
@@ -133,7 +133,7 @@ def derive_labels(spec: RecordingSpec, keys: Sequence[ChannelKey], config: SiteC
     xyz: list[tuple[float | None, float | None, float | None]] = []
     for key in keys:
         row = _lookup(el_index, key, cfg) or {}
-        xyz.append(tuple(_float(row.get(c)) for c in ("x", "y", "z")))  # type: ignore[misc]
+        xyz.append((_float(row.get("x")), _float(row.get("y")), _float(row.get("z"))))
     return RecordingLabels(soz=soz, resected=resected, source=source, bad=bad,
                            bad_reason=bad_reason, xyz=xyz, warnings=warnings)
 
@@ -154,7 +154,8 @@ def _from_source(src: LabelSource, spec: RecordingSpec, keys: Sequence[ChannelKe
     if src.kind == "status_description":
         if not tsv_index or not any("status_description" in r for r in tsv_index.values()):
             return {}
-        soz, res = [], []
+        soz: list[bool | None] = []
+        res: list[bool | None] = []
         for key in keys:
             row = _lookup(tsv_index, key, cfg)
             if row is None:
@@ -220,13 +221,13 @@ def _from_source(src: LabelSource, spec: RecordingSpec, keys: Sequence[ChannelKe
                 and (src.trial_type is None or r.get("trial_type") == src.trial_type)]
         if not rows:
             return {}
-        listed: list[str] = []
+        named: list[str] = []
         for r in rows:
             for item in re.split(r"[,;]", r.get(src.column) or ""):
                 item = item.strip()
                 if item:
-                    listed.append(item)
-        matched, _missing = match_contacts(listed, keys, cfg)
+                    named.append(item)
+        matched, _missing = match_contacts(named, keys, cfg)
         # Free text leaks into this column in real files ("diffuse", "continuation of
         # seizure"): names that match no channel are ignored, not reported one by one.
         return {src.target: [key.channel in matched for key in keys]}

@@ -1,5 +1,6 @@
 """Surgical outcome: raw values kept, normalised to Engel class, subclass, ILAE class and a
-seizure-free flag (gotcha 14). Pure functions."""
+seizure-free flag (sites write Engel as floats ``1.0``, subclasses ``1A``, binary
+``Engel_Class1``, ILAE 1-6 or S/F/NR). Pure functions."""
 
 from __future__ import annotations
 

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 import sozstore
 from sozstore._logging import logger
+from sozstore.etl._docs import fill_doc
 from sozstore.etl.channels import (
     ChannelKey,
     canonical_keys,
@@ -49,14 +50,13 @@ from sozstore.etl.channels import (
 )
 from sozstore.etl.config import SiteConfig
 from sozstore.etl.discover import RecordingSpec, discover
-from sozstore.etl.dsp import NOTCH_Q, ResamplePlan
-from sozstore.etl.events import classify_events
-from sozstore.etl.labels import cached_rows, derive_labels, external_row
+from sozstore.etl.dsp import NOTCH_Q, ChannelMoments, ResamplePlan
+from sozstore.etl.events import ClassifiedEvent, classify_events
+from sozstore.etl.labels import RecordingLabels, cached_rows, derive_labels, external_row
 from sozstore.etl.outcome import normalise_outcome
 from sozstore.etl.readers import RecordingError, SourceRecording, open_recording
 from sozstore.etl.tables import TableError, read_rows
 from sozstore.store import Store, StoreLike
-from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import clean_temporaries
 from sozstore.store.catalog import to_table, write_fragment
 from sozstore.store.signals import SignalWriter
@@ -141,8 +141,23 @@ def _companions(path: Path) -> list[Path]:
     return out
 
 
+@fill_doc
 def inputs_fingerprint(spec: RecordingSpec, config: SiteConfig) -> str:
-    """A hash of everything that determines what the ETL writes for ``spec``."""
+    """A hash of everything that determines what the ETL writes for ``spec``.
+
+    Parameters
+    ----------
+    spec : RecordingSpec
+        The recording, as discovered.
+    %(config)s
+
+    Returns
+    -------
+    str
+        SHA-256 (hex) over :data:`ETL_VERSION`, the config's parameters and sections, the
+        source files' names, sizes and modification times, the sidecars' bytes and the
+        recording's external label rows.
+    """
     parts: dict[str, Any] = {
         "etl": ETL_VERSION,
         "params": config.fingerprint_params(),
@@ -190,7 +205,7 @@ def is_up_to_date(store: Store, spec: RecordingSpec, fingerprint: str) -> bool:
 def _dedupe(keys: list[ChannelKey]) -> tuple[list[ChannelKey], list[int], list[str]]:
     """Make channel keys unique; return the keys, the indices of duplicates and messages.
 
-    MNE renames duplicate labels ``X-0``, ``X-1`` (gotcha 21); normalisation can also map two
+    MNE renames repeated (or empty) labels ``X-0``, ``X-1``; normalisation can also map two
     spellings onto one key. Every copy is kept (suffixed ``~1``, ``~2``) and flagged bad.
     """
     base_of: dict[int, str] = {}
@@ -270,180 +285,294 @@ def _event_rows(spec: RecordingSpec, rec: SourceRecording,
     return rec.annotations()
 
 
+@dataclass
+class _SourceChannels:
+    """What the read step learns about a recording's channels (aligned with its file)."""
+
+    keys: list[ChannelKey]
+    types: list[str]
+    duplicates: list[int]
+    channels_rows: list[dict[str, str | None]] | None
+    events_rows: list[dict[str, str | None]] | None
+
+
+@dataclass
+class _StoredSignal:
+    """What the stream step wrote: where, at which rate, and the channels' moments."""
+
+    zarr_path: Path
+    sfreq: float
+    n_samples: int
+    source_sha256: str
+    moments: ChannelMoments
+
+
+def _read_channels(spec: RecordingSpec, rec: SourceRecording, config: SiteConfig,
+                   messages: list[str]) -> _SourceChannels:
+    """Read step: the sidecar tables, and the channels' keys and types.
+
+    Parameters
+    ----------
+    spec : RecordingSpec
+        The recording, as discovered.
+    rec : SourceRecording
+        Its opened source (header read, samples not).
+    config : SiteConfig
+        Its site's config.
+    messages : list of str
+        Warnings are appended here (duplicate names).
+
+    Returns
+    -------
+    _SourceChannels
+        Keys (unique, duplicates suffixed), types, the duplicates' indices and the
+        ``channels.tsv`` / ``events.tsv`` rows (``None`` without the file).
+
+    Raises
+    ------
+    RecordingError
+        If a sidecar table cannot be read or ``channels.tsv`` names other channels.
+    """
+    try:
+        channels_rows = read_rows(spec.channels_tsv) if spec.channels_tsv else None
+        events_rows = read_rows(spec.events_tsv) if spec.events_tsv else None
+    except TableError as err:
+        raise RecordingError(spec.path, str(err)) from None
+    if channels_rows is not None:
+        _check_tsv_agreement(rec, channels_rows, spec.channels_tsv)  # type: ignore[arg-type]
+    keys, dupes, dedupe_messages = _dedupe(canonical_keys(rec.names, config.channels))
+    messages.extend(dedupe_messages)
+    tsv_by_raw = {r.get("name"): r for r in channels_rows or []}
+    tsv_types = [(tsv_by_raw.get(n) or {}).get("type") for n in rec.names]
+    types = infer_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
+                        config=config.channels)
+    # Shaft and contact index describe intracranial contacts only (C3 is a scalp
+    # position, EKG1 a lead).
+    keys = [k if t in ("seeg", "ecog") else ChannelKey(k.raw, k.channel, None, None,
+                                                         k.type_hint)
+            for k, t in zip(keys, types)]
+    return _SourceChannels(keys, types, dupes, channels_rows, events_rows)
+
+
+def _label_channels(spec: RecordingSpec, source: _SourceChannels, config: SiteConfig,
+                    messages: list[str]) -> RecordingLabels:
+    """Labels step: SOZ, resection, bad flags and coordinates of every channel.
+
+    Labels come from all channels, duplicates included, before any is flagged bad; the
+    duplicates are flagged after (:func:`~sozstore.etl.labels.derive_labels`).
+    """
+    labels = derive_labels(spec, source.keys, config, channels_rows=source.channels_rows,
+                           events_rows=source.events_rows)
+    messages.extend(labels.warnings)
+    for i in source.duplicates:
+        labels.bad[i] = True
+        labels.bad_reason[i] = "duplicate name"
+    return labels
+
+
+def _recording_events(spec: RecordingSpec, rec: SourceRecording,
+                      events_rows: list[dict[str, str | None]] | None, config: SiteConfig,
+                      messages: list[str]) -> list[ClassifiedEvent]:
+    """Events step: the recording's markers, classified by the site's rules.
+
+    Unrecognised texts and markers outside the recording are kept and reported in
+    ``messages``.
+    """
+    duration_src = rec.n_samples / rec.sfreq
+    events = classify_events(_event_rows(spec, rec, events_rows), config.events)
+    unknown = sorted({e.raw_text for e in events if e.kind == "unknown"})
+    if unknown:
+        shown = "; ".join(repr(u) for u in unknown[:4]) + (" ..." if len(unknown) > 4 else "")
+        messages.append(f"{len(unknown)} unrecognised event text(s) kept as "
+                        f"kind 'unknown': {shown}")
+    outside = [e for e in events if not _in_recording(e, duration_src)]
+    if outside:
+        messages.append(f"{len(outside)} event(s) outside the recording "
+                        f"(0-{duration_src:.1f} s), kept with in_recording=false")
+    return events
+
+
+def _in_recording(event: ClassifiedEvent, duration_s: float) -> bool:
+    return 0.0 <= event.onset_s <= duration_s + 1e-6
+
+
+def _stream_blocks(rec: SourceRecording, plan: ResamplePlan, writer: SignalWriter, *,
+                   desc: str, progress: bool, position: int) -> ChannelMoments:
+    """Stream step: notch and resample ``rec`` block by block into ``writer``.
+
+    Returns the moments of the source samples (block cores, before filtering), from which
+    flat and empty channels are found.
+    """
+    n_ch = len(rec.names)
+    block_s = float(np.clip(BLOCK_BYTES / (8 * max(n_ch, 1) * rec.sfreq), 5.0, 120.0))
+    blocks = plan.blocks(rec.n_samples, plan.block_length(block_s))
+    moments = ChannelMoments.zeros(n_ch)
+    bar = tqdm(total=len(blocks), desc=desc, unit="block", leave=False,
+               position=position, disable=not progress or None, dynamic_ncols=True)
+    with bar:
+        for read_start, core_start, core_stop, read_stop in blocks:
+            data = rec.read(read_start, read_stop)
+            moments = moments.update(data[:, core_start - read_start:core_stop - read_start])
+            writer.append(plan.process(data, read_start, core_start, core_stop, rec.n_samples))
+            bar.update(1)
+    return moments
+
+
+def _write_signal(spec: RecordingSpec, rec: SourceRecording, keys: list[ChannelKey],
+                  config: SiteConfig, store: Store, *, progress: bool,
+                  position: int) -> _StoredSignal:
+    """Write step, signal: stream the samples into the recording's Zarr group and commit.
+
+    The store rate is per recording (a 2-kHz source keeps 2 kHz for fast ripples, a 1-kHz
+    one 1 kHz: ``SiteConfig.store_rate``). Nothing is left visible if streaming fails.
+    """
+    store_sfreq = config.store_rate(rec.sfreq)
+    plan = ResamplePlan(rec.sfreq, store_sfreq, config.mains_hz)
+    n_out = plan.n_out(rec.n_samples)
+    sha = source_sha256(spec.path)
+    params = {**config.fingerprint_params(), "notch_q": NOTCH_Q,
+              "notch_width": "constant", "resample_up": plan.up,
+              "resample_down": plan.down, "source_sfreq": rec.sfreq}
+    zpath = store.zarr_path(spec.site, spec.recording_id)
+    writer = SignalWriter(zpath, n_channels=len(keys), n_samples=n_out, sfreq=store_sfreq,
+                          attrs={
+                              "recording_id": spec.recording_id, "site": spec.site,
+                              "subject": spec.subject, "channels": [k.channel for k in keys],
+                              "sfreq": store_sfreq, "units": "uV",
+                              "source_sha256": sha, "source_format": rec.format,
+                              "sozstore_version": sozstore.__version__,
+                              "etl_version": ETL_VERSION, "params": params,
+                          })
+    try:
+        moments = _stream_blocks(rec, plan, writer, desc=spec.recording_id[:40],
+                                 progress=progress, position=position)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return _StoredSignal(zpath, store_sfreq, n_out, sha, moments)
+
+
+def _flag_from_moments(labels: RecordingLabels, keys: list[ChannelKey],
+                       moments: ChannelMoments, flat_threshold_uv: float,
+                       messages: list[str]) -> None:
+    """Flag channels without finite samples, or flatter than ``flat_threshold_uv``, bad."""
+    count, std = moments.count, moments.std
+    for i in range(len(keys)):
+        if count[i] == 0:
+            labels.bad[i] = True
+            labels.bad_reason[i] = _join(labels.bad_reason[i], "no data (all NaN)")
+        elif std[i] < flat_threshold_uv:
+            labels.bad[i] = True
+            labels.bad_reason[i] = _join(labels.bad_reason[i], f"flat (sd {std[i]:.3g} uV)")
+    flat = [keys[i].channel for i in range(len(keys))
+            if count[i] and std[i] < flat_threshold_uv]
+    if flat:
+        messages.append(f"flat channel(s) marked bad: {', '.join(flat[:8])}"
+                        + (" ..." if len(flat) > 8 else ""))
+    nonfinite = moments.n_nonfinite
+    if nonfinite.any():
+        which = [keys[i].channel for i in np.flatnonzero(nonfinite)]
+        messages.append(f"NaN samples in {len(which)} channel(s) "
+                        f"({', '.join(which[:6])}{' ...' if len(which) > 6 else ''}); "
+                        "kept as NaN in the store")
+
+
+def _write_catalog(store: Store, spec: RecordingSpec, rec: SourceRecording,
+                   keys: list[ChannelKey], types: list[str], labels: RecordingLabels,
+                   events: list[ClassifiedEvent], signal: _StoredSignal, config: SiteConfig,
+                   fingerprint: str, warnings: list[str]) -> None:
+    """Write step, catalog: the channels and events fragments, then the recordings row.
+
+    The ``recordings`` row goes last: it is the commit marker :func:`is_up_to_date` reads.
+    """
+    common = {"recording_id": spec.recording_id, "site": spec.site, "subject": spec.subject}
+    channel_rows = []
+    for i, k in enumerate(keys):
+        x, y, z = labels.xyz[i]
+        channel_rows.append({
+            **common, "channel": k.channel, "raw_name": k.raw, "index": i, "type": types[i],
+            "electrode": k.electrode, "contact": k.contact, "bad": labels.bad[i],
+            "bad_reason": labels.bad_reason[i], "soz": labels.soz[i],
+            "resected": labels.resected[i], "label_source": labels.source[i],
+            "x": x, "y": y, "z": z,
+        })
+    write_fragment(store, "channels", to_table("channels", channel_rows), site=spec.site,
+                   subject=spec.subject, part=spec.recording_id)
+    duration_src = rec.n_samples / rec.sfreq
+    event_rows = [{**common, "onset_s": e.onset_s, "duration_s": e.duration_s,
+                   "kind": e.kind, "raw_text": e.raw_text, "rule": e.rule,
+                   "in_recording": _in_recording(e, duration_src)}
+                  for e in events]
+    write_fragment(store, "events", to_table("events", event_rows), site=spec.site,
+                   subject=spec.subject, part=spec.recording_id)
+    rec_row = {
+        **common, "session": spec.session, "task": spec.task,
+        "acquisition": spec.acquisition, "run": spec.run, "source_path": spec.source_path,
+        "source_format": rec.format, "source_sha256": signal.source_sha256,
+        "source_sfreq": rec.sfreq, "sfreq": signal.sfreq, "n_samples": signal.n_samples,
+        "duration_s": signal.n_samples / signal.sfreq, "n_channels": len(keys),
+        "n_bad": int(sum(labels.bad)),
+        "bandwidth_hz": 0.5 * min(rec.sfreq, signal.sfreq),
+        "mains_hz": config.mains_hz,
+        "zarr_path": store.relative(signal.zarr_path),
+        "inputs_fingerprint": fingerprint, "sozstore_version": sozstore.__version__,
+        "warnings": list(warnings),
+    }
+    write_fragment(store, "recordings", to_table("recordings", [rec_row]), site=spec.site,
+                   subject=spec.subject, part=spec.recording_id)
+
+
 @fill_doc
 def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: StoreLike, *,
                      fingerprint: str | None = None, progress: bool = True,
                      position: int = 0) -> RecordingResult:
     """Ingest one recording into the store (see the module docstring).
 
-    Never raises for bad input: problems come back in the result's messages, with status
-    ``failed`` when nothing was written.
+    The steps: read the source's header and channels (:func:`_read_channels`); derive the
+    labels (:func:`_label_channels`) and classify the events (:func:`_recording_events`);
+    stream the samples through the notch and resampler into Zarr, with the channels'
+    running moments (:func:`_write_signal`); flag flat and empty channels from the moments
+    (:func:`_flag_from_moments`); write the catalog fragments, the recordings row last
+    (:func:`_write_catalog`). Never raises for bad input: problems come back in the
+    result's messages, with status ``failed`` when nothing was written.
 
     Parameters
     ----------
     spec : RecordingSpec
         The recording, as discovered.
-    config : SiteConfig
-        Its site's config.
+    %(config)s
     %(store)s
     fingerprint : str, optional
         Its inputs' fingerprint, when the caller computed it already.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
     position : int
         The progress bar's line (one per worker).
+
+    Returns
+    -------
+    RecordingResult
+        Status, messages, channel count, duration and time taken.
     """
     start_time = time.perf_counter()
     result = RecordingResult(spec.recording_id, spec.source_path, "ingested")
-    writer: SignalWriter | None = None
+    messages = result.messages
     rec: SourceRecording | None = None
     try:
         store = Store.open(store)
         fingerprint = fingerprint or inputs_fingerprint(spec, config)
         rec = open_recording(spec.path)
-        try:
-            channels_rows = read_rows(spec.channels_tsv) if spec.channels_tsv else None
-            events_rows = read_rows(spec.events_tsv) if spec.events_tsv else None
-        except TableError as err:
-            raise RecordingError(spec.path, str(err)) from None
-        if channels_rows is not None:
-            _check_tsv_agreement(rec, channels_rows, spec.channels_tsv)  # type: ignore[arg-type]
-        keys, dupes, messages = _dedupe(canonical_keys(rec.names, config.channels))
-        result.messages.extend(messages)
-        tsv_by_raw = {r.get("name"): r for r in channels_rows or []}
-        tsv_types = [(tsv_by_raw.get(n) or {}).get("type") for n in rec.names]
-        types = infer_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
-                            config=config.channels)
-        # Shaft and contact index describe intracranial contacts only (C3 is a scalp
-        # position, EKG1 a lead).
-        keys = [k if t in ("seeg", "ecog") else ChannelKey(k.raw, k.channel, None, None,
-                                                             k.type_hint)
-                for k, t in zip(keys, types)]
-        labels = derive_labels(spec, keys, config, channels_rows=channels_rows,
-                               events_rows=events_rows)
-        result.messages.extend(labels.warnings)
-        for i in dupes:
-            labels.bad[i] = True
-            labels.bad_reason[i] = "duplicate name"
-
-        # --- events
-        duration_src = rec.n_samples / rec.sfreq
-        events = classify_events(_event_rows(spec, rec, events_rows), config.events)
-        unknown = sorted({e.raw_text for e in events if e.kind == "unknown"})
-        if unknown:
-            shown = "; ".join(repr(u) for u in unknown[:4]) + (" ..." if len(unknown) > 4 else "")
-            result.messages.append(f"{len(unknown)} unrecognised event text(s) kept as "
-                                   f"kind 'unknown': {shown}")
-        outside = [e for e in events if not (0.0 <= e.onset_s <= duration_src + 1e-6)]
-        if outside:
-            result.messages.append(f"{len(outside)} event(s) outside the recording "
-                                   f"(0-{duration_src:.1f} s), kept with in_recording=false")
-
-        # --- signal, streamed
-        # per recording: a 2-kHz source keeps 2 kHz (fast ripples), a 1-kHz one 1 kHz
-        store_sfreq = config.store_rate(rec.sfreq)
-        plan = ResamplePlan(rec.sfreq, store_sfreq, config.mains_hz)
-        n_ch = len(keys)
-        n_out = plan.n_out(rec.n_samples)
-        block_s = float(np.clip(BLOCK_BYTES / (8 * max(n_ch, 1) * rec.sfreq), 5.0, 120.0))
-        block = plan.block_length(block_s)
-        sha = source_sha256(spec.path)
-        params = {**config.fingerprint_params(), "notch_q": NOTCH_Q,
-                  "notch_width": "constant", "resample_up": plan.up,
-                  "resample_down": plan.down, "source_sfreq": rec.sfreq}
-        zpath = store.zarr_path(spec.site, spec.recording_id)
-        writer = SignalWriter(zpath, n_channels=n_ch, n_samples=n_out, sfreq=store_sfreq,
-                              attrs={
-                                  "recording_id": spec.recording_id, "site": spec.site,
-                                  "subject": spec.subject, "channels": [k.channel for k in keys],
-                                  "sfreq": store_sfreq, "units": "uV",
-                                  "source_sha256": sha, "source_format": rec.format,
-                                  "sozstore_version": sozstore.__version__,
-                                  "etl_version": ETL_VERSION, "params": params,
-                              })
-        total = np.zeros(n_ch)
-        total_sq = np.zeros(n_ch)
-        count = np.zeros(n_ch)
-        nans = np.zeros(n_ch, dtype=np.int64)
-        blocks = plan.blocks(rec.n_samples, block)
-        bar = tqdm(total=len(blocks), desc=spec.recording_id[:40], unit="block", leave=False,
-                   position=position, disable=not progress or None, dynamic_ncols=True)
-        with bar:
-            for read_start, core_start, core_stop, read_stop in blocks:
-                data = rec.read(read_start, read_stop)
-                core = data[:, core_start - read_start:core_stop - read_start]
-                finite = np.isfinite(core)
-                nans += (~finite).sum(axis=1)
-                vals = np.where(finite, core, 0.0)
-                mean_blk = vals.sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
-                # Variance around a per-block mean, combined exactly below (no cancellation
-                # from large DC offsets such as DC inputs in mV).
-                centred = np.where(finite, core - mean_blk[:, None], 0.0)
-                total += vals.sum(axis=1)
-                total_sq += (centred ** 2).sum(axis=1) + finite.sum(axis=1) * mean_blk ** 2
-                count += finite.sum(axis=1)
-                writer.append(plan.process(data, read_start, core_start, core_stop,
-                                           rec.n_samples))
-                bar.update(1)
-        mean = total / np.maximum(count, 1)
-        std = np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean ** 2, 0.0))
-        for i in range(n_ch):
-            if count[i] == 0:
-                labels.bad[i] = True
-                labels.bad_reason[i] = _join(labels.bad_reason[i], "no data (all NaN)")
-            elif std[i] < config.flat_threshold_uv:
-                labels.bad[i] = True
-                labels.bad_reason[i] = _join(labels.bad_reason[i], f"flat (sd {std[i]:.3g} uV)")
-        flat = [keys[i].channel for i in range(n_ch)
-                if count[i] and std[i] < config.flat_threshold_uv]
-        if flat:
-            result.messages.append(f"flat channel(s) marked bad: {', '.join(flat[:8])}"
-                                   + (" ..." if len(flat) > 8 else ""))
-        if nans.any():
-            which = [keys[i].channel for i in np.flatnonzero(nans)]
-            result.messages.append(f"NaN samples in {len(which)} channel(s) "
-                                   f"({', '.join(which[:6])}{' ...' if len(which) > 6 else ''}); "
-                                   "kept as NaN in the store")
-        writer.commit()
-        writer = None
-
-        # --- catalog fragments; the recordings row last (commit marker)
-        common = {"recording_id": spec.recording_id, "site": spec.site, "subject": spec.subject}
-        channel_rows = []
-        for i, k in enumerate(keys):
-            x, y, z = labels.xyz[i]
-            channel_rows.append({
-                **common, "channel": k.channel, "raw_name": k.raw, "index": i, "type": types[i],
-                "electrode": k.electrode, "contact": k.contact, "bad": labels.bad[i],
-                "bad_reason": labels.bad_reason[i], "soz": labels.soz[i],
-                "resected": labels.resected[i], "label_source": labels.source[i],
-                "x": x, "y": y, "z": z,
-            })
-        write_fragment(store, "channels", to_table("channels", channel_rows), site=spec.site,
-                       subject=spec.subject, part=spec.recording_id)
-        event_rows = [{**common, "onset_s": e.onset_s, "duration_s": e.duration_s,
-                       "kind": e.kind, "raw_text": e.raw_text, "rule": e.rule,
-                       "in_recording": 0.0 <= e.onset_s <= duration_src + 1e-6}
-                      for e in events]
-        write_fragment(store, "events", to_table("events", event_rows), site=spec.site,
-                       subject=spec.subject, part=spec.recording_id)
-        rec_row = {
-            **common, "session": spec.session, "task": spec.task,
-            "acquisition": spec.acquisition, "run": spec.run, "source_path": spec.source_path,
-            "source_format": rec.format, "source_sha256": sha, "source_sfreq": rec.sfreq,
-            "sfreq": store_sfreq, "n_samples": n_out,
-            "duration_s": n_out / store_sfreq, "n_channels": n_ch,
-            "n_bad": int(sum(labels.bad)),
-            "bandwidth_hz": 0.5 * min(rec.sfreq, store_sfreq),
-            "mains_hz": config.mains_hz,
-            "zarr_path": store.relative(zpath),
-            "inputs_fingerprint": fingerprint, "sozstore_version": sozstore.__version__,
-            "warnings": list(result.messages),
-        }
-        write_fragment(store, "recordings", to_table("recordings", [rec_row]), site=spec.site,
-                       subject=spec.subject, part=spec.recording_id)
-        result.n_channels = n_ch
-        result.duration_s = n_out / store_sfreq
+        source = _read_channels(spec, rec, config, messages)
+        labels = _label_channels(spec, source, config, messages)
+        events = _recording_events(spec, rec, source.events_rows, config, messages)
+        signal = _write_signal(spec, rec, source.keys, config, store, progress=progress,
+                               position=position)
+        _flag_from_moments(labels, source.keys, signal.moments, config.flat_threshold_uv,
+                           messages)
+        _write_catalog(store, spec, rec, source.keys, source.types, labels, events, signal,
+                       config, fingerprint, messages)
+        result.n_channels = len(source.keys)
+        result.duration_s = signal.n_samples / signal.sfreq
     except RecordingError as err:
         result.status = "failed"
         result.messages.append(err.reason if str(spec.path) in str(err) else str(err))
@@ -452,8 +581,6 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: StoreLike, 
         result.status = "failed"
         result.messages.append(f"{type(err).__name__}: {err}")
     finally:
-        if writer is not None:
-            writer.abort()
         if rec is not None:
             rec.close()
     result.seconds = time.perf_counter() - start_time
@@ -486,20 +613,29 @@ def _outcome_rows(config: SiteConfig, specs: list[RecordingSpec]) -> dict[str, d
         return out
     rows = read_rows(path)
     for source_subject, subject in by_source.items():
-        row = external_row(rows, oc.subject_column, source_subject)
-        if row is None:
+        subject_row = external_row(rows, oc.subject_column, source_subject)
+        if subject_row is None:
             continue
         out[subject] = normalise_outcome(
-            row.get(oc.outcome_column) if oc.outcome_column else None,
-            row.get(oc.engel_column) if oc.engel_column else None,
-            row.get(oc.ilae_column) if oc.ilae_column else None).__dict__
+            subject_row.get(oc.outcome_column) if oc.outcome_column else None,
+            subject_row.get(oc.engel_column) if oc.engel_column else None,
+            subject_row.get(oc.ilae_column) if oc.ilae_column else None).__dict__
     return out
 
 
+@fill_doc
 def write_site_tables(config: SiteConfig, store: Store, specs: list[RecordingSpec]) -> None:
     """Write ``subjects``, ``contacts`` and ``sites`` for a site from its catalog fragments.
 
     Each file is rewritten only if its content changed.
+
+    Parameters
+    ----------
+    %(config)s
+    store : Store
+        The opened store.
+    specs : list of RecordingSpec
+        The site's recordings, as discovered (their manifest rows hold outcomes).
     """
     site = config.name
     channels = store.read("channels").filter(pl.col("site") == site)
@@ -548,7 +684,8 @@ def write_site_tables(config: SiteConfig, store: Store, specs: list[RecordingSpe
 
 
 def _init_worker() -> None:
-    # One BLAS/torch thread per worker: the pool is the parallelism (braindecode#75).
+    # One BLAS/torch thread per worker: the pool is the parallelism, and a BLAS pool per
+    # worker would put workers x cores threads on the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -561,19 +698,21 @@ def run_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
 
     Parameters
     ----------
-    config : SiteConfig
-        The validated site config.
+    %(config)s
     %(store)s
         Its root is created if missing.
-    workers : int
-        Recordings ingested in parallel by a local process pool (1 = in this process).
+    %(workers)s
     executor : concurrent.futures.Executor, optional
         Use this executor instead of a local pool (e.g. ``dask.distributed.Client
         .get_executor()``); it must be able to pickle :class:`RecordingSpec`.
-    progress : bool
-        Show a progress bar per recording.
+    %(progress)s
     on_result : callable, optional
         Called with each :class:`RecordingResult` as it completes.
+
+    Returns
+    -------
+    RunReport
+        One result per recording, and the site's problems.
     """
     from sozstore.etl.features.registry import feature_tables
 

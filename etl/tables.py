@@ -1,7 +1,8 @@
 """Reading the small text tables of real datasets (TSV/CSV), the way they really are.
 
-Handles a UTF-8 BOM (gotcha 1), CRLF and a missing final newline (2), quoted cells (3),
-trailing whitespace in ids (4); values stay strings, ``n/a`` becomes ``None``.
+Handles a UTF-8 BOM at the start (else the first column's name starts with U+FEFF), CRLF line
+endings and a missing final newline, quoted cells (``"resect,soz"``) and trailing whitespace
+in ids (``sub-HUP151 ``); values stay strings, ``n/a`` becomes ``None``.
 """
 
 from __future__ import annotations

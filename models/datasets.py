@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy import signal
 from torch.utils.data import IterableDataset, get_worker_info
 
-from sozstore.models.data import (
+from sozstore.models.inputs import (
     BANDS,
     N_CLIP_FEATURES,
     RecordingInfo,
@@ -104,7 +104,9 @@ class _WindowDataset(IterableDataset):
     %(store)s
         Opened once here; every sample reads through it (it pickles to workers).
     recordings : sequence of RecordingInfo
-        The recordings to walk (:func:`~sozstore.models.data.recording_table`).
+        The recordings to walk (:func:`~sozstore.models.inputs.recording_table`).
+    %(seed)s
+        With the epoch, it draws the window positions, their order and the augmentation.
     """
 
     window: int = 1
@@ -310,7 +312,7 @@ class RawWindowDataset(_WindowDataset):
 
 
 #: Leading per-clip features that scale with a channel's gain (log band powers, log line
-#: length, log variance: see ``models.data.clip_features``); a gain g adds log(g) to line
+#: length, log variance: see ``models.inputs.clip_features``); a gain g adds log(g) to line
 #: length and 2 log(g) to the power features.
 _GAIN_FEATURES = len(BANDS) + 2
 

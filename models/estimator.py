@@ -2,9 +2,10 @@
 
 Estimators follow the scikit-learn spirit: explicit parameters (a validated config,
 :mod:`sozstore.models.configs`), ``fit`` on training data, ``predict_proba`` on other data,
-and no I/O of their own. The runner opens the store once and hands the estimators a
-:class:`CohortData`: the channel feature table, the recordings, and factories for the
-streaming datasets and peri-ictal signal windows, all bound to that store. An estimator
+and no I/O of their own. The experiment (:mod:`sozstore.models.experiment`) opens the store
+once and hands the estimators a :class:`CohortData`: the channel feature table, the
+recordings, and factories for the streaming datasets and peri-ictal signal windows, all
+bound to that store. An estimator
 therefore never sees a store path, only frames, recordings and datasets of the patients it
 was given (``CohortData.subset`` and ``CohortData.union`` stay inside them; only
 ``CohortData.unlabelled`` reaches the patients without a single SOZ label, which carry no
@@ -22,13 +23,15 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from sozstore.models.data import (
+from sozstore.models.inputs import (
     RecordingInfo,
     channel_table,
     onset_windows,
     recording_table,
     subject_keys,
 )
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 
 if TYPE_CHECKING:
     from sozstore.models.configs import ModelConfig
@@ -37,14 +40,10 @@ if TYPE_CHECKING:
 #: Columns that identify a channel of a patient in every frame of the zoo.
 KEY_COLUMNS = ["key", "site", "subject", "channel"]
 
-#: A store root (path) or whatever :mod:`sozstore.models.data` accepts for one.
-StoreLike = Any
-
-
 class _Shared:
     """State shared by a cohort and every subset of it (one per opened store)."""
 
-    def __init__(self, store: StoreLike) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         #: (model name, config JSON, patient key) -> that patient's scores of a baseline
         #: that learns nothing (see :meth:`CohortData.memoised_scores`).
@@ -53,16 +52,17 @@ class _Shared:
         self.unlabelled: tuple[str, ...] | None = None
 
 
+@fill_doc
 class CohortData:
     """Patients of one store as the estimators see them.
 
-    Built by the runner (:meth:`from_store`); estimators read the channel table, the
+    Built by the experiment (:meth:`from_store`); estimators read the channel table, the
     recordings and the datasets through it and never open the store themselves.
 
     Parameters
     ----------
-    store : path or store object
-        Where the data functions read from (never handed to an estimator).
+    %(store)s
+        The data functions read from it; it is never handed to an estimator.
     keys : sequence of str, optional
         Patients (``site/subject``) of this view; all patients of the store when omitted.
     labels : polars.DataFrame, optional
@@ -73,7 +73,7 @@ class CohortData:
 
     def __init__(self, store: StoreLike, keys: Sequence[str] | None = None, *,
                  labels: pl.DataFrame | None = None, _shared: _Shared | None = None) -> None:
-        self._shared = _shared if _shared is not None else _Shared(store)
+        self._shared = _shared if _shared is not None else _Shared(Store.open(store))
         self._labels = labels
         self.keys: tuple[str, ...] = (self._all_keys() if keys is None
                                       else tuple(dict.fromkeys(keys)))
@@ -87,7 +87,7 @@ class CohortData:
     def with_labels(self, labels: pl.DataFrame | None) -> CohortData:
         """The same patients with ``labels`` replacing the clinicians' (``None``: theirs).
 
-        For the runner (a leak control's shuffled labels per fold); the memo of
+        For the experiment (a leak control's shuffled labels per fold); the memo of
         :meth:`memoised_scores` stays shared, as labels never change a prediction.
         """
         return CohortData(self._shared.store, self.keys, labels=labels, _shared=self._shared)
@@ -164,16 +164,14 @@ class CohortData:
 
     def sampling_rates(self) -> dict[str, float]:
         """Stored sampling rate per recording id (every recording of the store)."""
-        from sozstore.store.catalog import read_table
-
-        table = read_table(self._shared.store, "recordings").select("recording_id", "sfreq")
+        table = self._shared.store.read("recordings").select("recording_id", "sfreq")
         return {rid: float(rate) for rid, rate in table.iter_rows()}
 
     # -- signals and datasets
     def onset_windows(self, info: RecordingInfo, *, pre_s: float, post_s: float,
                       sfreq: float) -> list[tuple[NDArray[np.float64], float]]:
         """Signal around each seizure onset of ``info`` (see
-        :func:`sozstore.models.data.onset_windows`)."""
+        :func:`sozstore.models.inputs.onset_windows`)."""
         return onset_windows(self._shared.store, info, pre_s=pre_s, post_s=post_s,
                              sfreq=sfreq)
 
@@ -207,7 +205,7 @@ class CohortData:
         a patient's scores are the same in every fold; the stack (EI and fragility read raw
         signal around every seizure) would otherwise recompute each patient once per fold.
         The memo lives with the opened store, so two stores never share entries; like
-        :func:`~sozstore.models.data.channel_table` it assumes the store does not change
+        :func:`~sozstore.models.inputs.channel_table` it assumes the store does not change
         while it is open.
         """
         memo = self._shared.scores

@@ -1,13 +1,14 @@
 """Reports of evaluation runs.
 
-The run report (:func:`write_run_report`): ``STORE/results/reports/<run_id>/index.html``,
-the run's page (pooled and per-patient metrics, ROC and precision-recall curves per fold, a
-calibration curve) linking to one page per patient (``<site>_<subject>.html``: the
-patient's contacts, shaft by shaft in contact order, coloured by the model's output, with
-the clinicians' SOZ, the resected contacts, bad channels, the threshold and, on generated
-cohorts, the true onset zone). Images are inline ``data:`` URIs, so each page is one file;
-``roc.png`` beside them is the ROC figure for slides. The figures and HTML pieces are pure
-functions in :mod:`sozstore.models.report_figures`.
+The run report (:func:`write_run_report`): ``index.html`` in the run's report folder
+(:meth:`Store.report_dir <sozstore.store.Store.report_dir>`), the run's page (pooled and
+per-patient metrics, ROC and precision-recall curves per fold, a calibration curve) linking
+to one page per patient (``<site>_<subject>.html``: the patient's contacts, shaft by shaft
+in contact order, coloured by the model's output, with the clinicians' SOZ, the resected
+contacts, bad channels, the threshold and, on generated cohorts, the true onset zone).
+Images are inline ``data:`` URIs, so each page is one file; ``roc.png`` beside them is the
+ROC figure for slides. The figures and HTML pieces are pure functions in
+:mod:`sozstore.models.report_figures`.
 
 The generalisation report (:func:`write_generalisation_report`) compares every model of a
 store across protocols.
@@ -31,25 +32,16 @@ import numpy as np
 import polars as pl
 
 from sozstore.models import report_figures as rf
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 
 if TYPE_CHECKING:
-    from sozstore.models.runner import RunResult
+    from sozstore.models.experiment import RunResult
 
 
 # --------------------------------------------------------------------------- run report
 #: Label columns of the predictions table, in the order the pages show them.
 _LABELS = ("soz", "soz_true", "soz_resected")
-
-
-def _result_file(store: str | Path, table: str, run_id: str) -> Path:
-    """Where a results table of one run lives (the layout that
-    :func:`sozstore.models.runner._write_results` writes); every path of the run report is
-    spelled here and in :func:`_report_dir`."""
-    return Path(store).resolve() / "results" / table / f"run={run_id}" / "part.parquet"
-
-
-def _report_dir(store: str | Path, run_id: str) -> Path:
-    return Path(store).resolve() / "results" / "reports" / run_id
 
 
 @dataclass
@@ -65,36 +57,48 @@ class RunTables:
     subjects: pl.DataFrame
 
 
-def load_run_tables(store: str | Path, run_id: str) -> RunTables:
+@fill_doc
+def load_run_tables(store: StoreLike, run_id: str) -> RunTables:
     """Read one run's results and the catalog rows of its test patients.
 
-    Raises ``FileNotFoundError`` naming the missing file when ``run_id`` is not a run of
-    ``store``.
-    """
-    from sozstore.models.data import NEURAL_TYPES
-    from sozstore.store.catalog import read_table
+    Parameters
+    ----------
+    %(store)s
+    %(run_id)s
 
-    paths = {t: _result_file(store, t, run_id)
+    Returns
+    -------
+    RunTables
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file when ``run_id`` is not a run of ``store``.
+    """
+    from sozstore.models.inputs import NEURAL_TYPES
+
+    store = Store.open(store)
+    paths = {t: store.result_path(t, run_id)
              for t in ("runs", "folds", "predictions", "metrics")}
     for path in paths.values():
         if not path.exists():
-            raise FileNotFoundError(f"no run {run_id!r} in {store}: {path} is missing")
+            raise FileNotFoundError(f"no run {run_id!r} in {store.root}: {path} is missing")
     tables = {t: pl.read_parquet(p) for t, p in paths.items()}
     predictions = tables["predictions"]
     # a cross-cohort run scores the patients of its test store: their contacts live there
     run = tables["runs"].row(0, named=True)
-    catalog_store = run.get("test_store") or store
+    catalog_store = Store.open(run.get("test_store") or store)
     patients = predictions.select("site", "subject").unique()
-    channels = read_table(catalog_store, "channels").join(patients, on=["site", "subject"],
-                                                          how="semi")
+    channels = catalog_store.read("channels").join(patients, on=["site", "subject"],
+                                                   how="semi")
     neural = (channels.filter(pl.col("type").is_in(NEURAL_TYPES))
               .group_by("site", "subject", "channel")
               .agg(pl.col("bad").fill_null(False).any().alias("bad")))
-    contacts = (read_table(catalog_store, "contacts")
+    contacts = (catalog_store.read("contacts")
                 .join(patients, on=["site", "subject"], how="semi")
                 .join(neural, on=["site", "subject", "channel"], how="inner"))
-    subjects = read_table(catalog_store, "subjects").join(patients, on=["site", "subject"],
-                                                          how="semi")
+    subjects = catalog_store.read("subjects").join(patients, on=["site", "subject"],
+                                                   how="semi")
     return RunTables(run, tables["folds"], predictions, tables["metrics"], contacts, subjects)
 
 
@@ -313,17 +317,36 @@ def _roc_png(predictions: pl.DataFrame, model: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_run_report(store: str | Path, run_id: str, *, patient: str | None = None) -> Path:
+@fill_doc
+def write_run_report(store: StoreLike, run_id: str, *, patient: str | None = None) -> Path:
     """Write the report of a stored run and return the path of the page written.
 
-    Without ``patient``: the run's page ``STORE/results/reports/<run_id>/index.html`` and
-    one page per patient beside it (returns ``index.html``). With ``patient`` (its key
-    ``site/subject``, or the subject alone when that is unique): only that patient's page,
-    plus ``index.html`` if the folder has none (returns the patient's page).
+    Without ``patient``: the run's page ``index.html`` in its report folder
+    (:meth:`Store.report_dir <sozstore.store.Store.report_dir>`) and one page per patient
+    beside it (returns ``index.html``). With ``patient`` (its key ``site/subject``, or the
+    subject alone when that is unique): only that patient's page, plus ``index.html`` if the
+    folder has none (returns the patient's page).
 
-    Raises ``FileNotFoundError`` for an unknown run and ``KeyError`` for a patient the run
-    did not score.
+    Parameters
+    ----------
+    %(store)s
+    %(run_id)s
+    patient : str, optional
+        Only this patient's page.
+
+    Returns
+    -------
+    Path
+        The page written (``index.html`` without ``patient``).
+
+    Raises
+    ------
+    FileNotFoundError
+        For an unknown run.
+    KeyError
+        For a patient the run did not score.
     """
+    store = Store.open(store)
     tables = load_run_tables(store, run_id)
     keys = sorted(set(tables.predictions["key"]), key=rf.natural_key)
     if patient is not None:
@@ -332,7 +355,7 @@ def write_run_report(store: str | Path, run_id: str, *, patient: str | None = No
             raise KeyError(f"run {run_id} has {'no' if not chosen else 'more than one'} "
                            f"patient {patient!r}; its patients: {', '.join(keys)}")
         keys = chosen
-    out = _report_dir(store, run_id)
+    out = store.report_dir(run_id)
     out.mkdir(parents=True, exist_ok=True)
     scores = tables.predictions["score"].to_numpy().astype(float)
     is_probability = rf.scores_are_probabilities(scores)
@@ -352,8 +375,16 @@ def write_run_report(store: str | Path, run_id: str, *, patient: str | None = No
     return index if patient is None else out / patient_page_name(keys[0])
 
 
-def write_report(store: str | Path, result: RunResult) -> Path:
-    """The report of a run just written to ``store`` (see :func:`write_run_report`)."""
+@fill_doc
+def write_report(store: StoreLike, result: RunResult) -> Path:
+    """The report of a run just written to ``store`` (see :func:`write_run_report`).
+
+    Parameters
+    ----------
+    %(store)s
+    result : RunResult
+        The run, as :func:`~sozstore.models.experiment.evaluate_model` returned it.
+    """
     return write_run_report(store, result.run_id)
 
 
@@ -394,6 +425,7 @@ def _ci(value: float | None, lo: float | None, hi: float | None) -> str:
 def _verdict(lo: float | None, hi: float | None) -> str:
     if _missing(lo, hi):
         return "&ndash;"
+    assert lo is not None and hi is not None  # _missing said so
     if lo > 0:
         return "better than spike rate"
     if hi < 0:
@@ -448,18 +480,31 @@ def _forest_figure(diffs: pl.DataFrame, path: Path) -> bool:
     return True
 
 
-def write_generalisation_report(store: str | Path, out: str | Path | None = None) -> Path:
+@fill_doc
+def write_generalisation_report(store: StoreLike, out: str | Path | None = None) -> Path:
     """One page comparing every model across protocols: pooled metrics with
     patient-bootstrap 95 % intervals, the paired difference to spike rate, cross-cohort
     beside within-cohort rows, the resected-contacts subgroup, per-site rows and the leak
     controls, plus a forest plot of the differences. Uses the latest run of each (model,
-    protocol, label permutation) in the store. Written to ``out`` (default
-    ``STORE/results/reports/generalisation/index.html``) with its PNG beside it."""
+    protocol, label permutation) in the store. Written with its PNG beside it.
+
+    Parameters
+    ----------
+    %(store)s
+    out : str | Path, optional
+        The page to write (default: ``index.html`` in the store's ``generalisation``
+        report folder, :meth:`Store.report_dir <sozstore.store.Store.report_dir>`).
+
+    Returns
+    -------
+    Path
+        The page written.
+    """
     from sozstore.store.duck import run_query
 
-    store = Path(store)
+    store = Store.open(store)
     out = (Path(out) if out is not None
-           else store.resolve() / "results" / "reports" / "generalisation" / "index.html")
+           else store.report_dir("generalisation") / "index.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = pl.from_arrow(run_query(store, "SELECT * FROM runs"))
     metrics = pl.from_arrow(run_query(store, "SELECT * FROM metrics WHERE fold = 'all'"))
@@ -547,16 +592,17 @@ def write_generalisation_report(store: str | Path, out: str | Path | None = None
         "label": pl.String, "reference": pl.String, "metric": pl.String,
         "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
         "order": pl.Int64}), figure)
-    n_boot = (runs["n_boot"].drop_nulls().max() if "n_boot" in runs.columns else None) or 1000
+    stored = runs["n_boot"].drop_nulls().max() if "n_boot" in runs.columns else None
+    n_boot = int(stored) if isinstance(stored, (int, float)) and stored else 1000
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Generalisation of SOZ models: {html.escape(str(store))}</title>
+<title>Generalisation of SOZ models: {html.escape(str(store.root))}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}
 table{{border-collapse:collapse;margin-bottom:1.5em}}
 td,th{{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}}
 td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){{text-align:left}}
 small{{color:#555}}</style></head><body>
 <h1>How well do the models find the seizure onset zone on patients they were not trained on?</h1>
-<p>Store <code>{html.escape(str(store.resolve()))}</code>: {true_runs.height} evaluation(s)
+<p>Store <code>{html.escape(str(store.root))}</code>: {true_runs.height} evaluation(s)
 and {controls.height} leak control(s) (the latest run of each model and evaluation).</p>
 <h2>How to read this</h2>
 <p>Each model gives every contact a score; a higher score means the model thinks the contact

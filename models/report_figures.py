@@ -32,7 +32,7 @@ from matplotlib.patches import Patch, Rectangle
 from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
-from sozstore.models.evaluation import per_patient_values
+from sozstore.models.metrics import per_patient_values
 
 #: Label column of the predictions table -> words for a clinician.
 REFERENCE_WORDS = {"soz": "clinicians' SOZ", "soz_true": "true onset zone",
@@ -143,7 +143,7 @@ def patient_metrics(predictions: pl.DataFrame, label: str = "soz") -> pl.DataFra
     ``predictions`` is a run's predictions table (``key``, ``score``, ``threshold``,
     ``label``). AUROC and AUPRC are NaN for a patient whose labelled contacts are all of one
     class; recall is NaN without an onset-zone contact; precision is 0 when no contact
-    reaches the threshold (as in :func:`sozstore.models.evaluation.per_patient_values`).
+    reaches the threshold (as in :func:`sozstore.models.metrics.per_patient_values`).
     """
     rows: list[dict[str, Any]] = []
     for (key,), g in predictions.group_by("key", maintain_order=True):

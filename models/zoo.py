@@ -4,7 +4,7 @@ Every estimator follows :class:`~sozstore.models.estimator.Estimator` (scikit-le
 a validated config from :mod:`sozstore.models.configs`): ``fit(train, validation)`` and
 ``predict_proba(data)`` on :class:`~sozstore.models.estimator.CohortData`, the latter
 returning one row per (patient, channel) with a ``score`` (higher = more likely SOZ),
-``get_params()``, ``save(path)`` and ``load(path)``. Estimators do no I/O: the runner opens
+``get_params()``, ``save(path)`` and ``load(path)``. Estimators do no I/O: the experiment opens
 the store and hands them the patients' frames, recordings and datasets.
 
 Models: ``sozformer``, ``dcgru``, ``szloc`` (torch), ``svm`` (RBF SVM on spike, HFO and
@@ -51,7 +51,7 @@ from sozstore.models import baselines
 from sozstore.models.configs import EIConfig, RateConfig, StackConfig, SVMConfig, TorchConfig
 from sozstore.models.datasets import make_loader
 from sozstore.models.estimator import KEY_COLUMNS, CohortData, EstimatorBase, scores_frame
-from sozstore.models.evaluation import youden_threshold
+from sozstore.models.metrics import youden_threshold
 
 __all__ = ["KEY_COLUMNS", "EIBaseline", "RateBaseline", "SVMEstimator", "StackedEstimator",
            "TorchConfig", "TorchEstimator", "apply_params", "estimator_config",
@@ -547,7 +547,7 @@ class TorchEstimator(EstimatorBase):
         self.weights_ = class_balanced_weights(counted.height - n_pos, n_pos, beta=cfg.beta)
         logger.info("%s: class weights (neg, pos) = %s from %d unique patient-channels",
                     self.name, self.weights_, counted.height)
-        # early stopping sees the validation data's targets, which the runner gives the
+        # early stopping sees the validation data's targets, which the experiment gives the
         # same labels as training (shuffled ones in a leak control)
         has_validation = validation is not None and len(validation) > 0
         train_ds = self._dataset(train, train=True)
@@ -766,21 +766,3 @@ def threshold_on_validation(val_pred: pl.DataFrame, labels: pl.DataFrame) -> flo
     joined = val_pred.join(labels, on=KEY_COLUMNS).filter(pl.col("soz").is_not_null()
                                                           & pl.col("score").is_finite())
     return youden_threshold(joined["soz"].to_numpy(), joined["score"].to_numpy())
-
-
-
-# --------------------------------------------------------------------------- transitional
-# transitional: cli/demo switch in this change. ZOO, LEARNED and make_estimator are
-# derived from sozstore.models.registry on access (a module-level
-# __getattr__, because the registry imports this module); the lead deletes them once
-# src/sozstore/cli.py and demo.py import the registry.
-def __getattr__(name: str) -> Any:
-    from sozstore.models import registry
-
-    if name == "ZOO":
-        return tuple(registry.REGISTRY)
-    if name == "LEARNED":
-        return tuple(n for n, spec in registry.REGISTRY.items() if spec.learned)
-    if name == "make_estimator":
-        return registry.build_estimator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

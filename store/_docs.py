@@ -19,6 +19,38 @@ DOCDICT: dict[str, str] = {
         "    The store: a :class:`~sozstore.store.Store`, or its root folder, opened with\n"
         "    :meth:`Store.open <sozstore.store.Store.open>` (a Store passes through as it is)."
     ),
+    "run_id": (
+        "run_id : str\n"
+        "    A stored evaluation run (``<model>-<UTC time>-<hash>``; ``sozstore query\n"
+        "    run_comparison`` lists them), the ``run_id`` column of the result tables."
+    ),
+    "site": (
+        "site : str\n"
+        "    A site's name, as in the catalog's ``site`` column (the ``name`` of its site\n"
+        "    config)."
+    ),
+    "subject": (
+        "subject : str\n"
+        "    A subject's id within its site, as in the catalog's ``subject`` column."
+    ),
+    "keys": (
+        "keys : list of str\n"
+        "    Patients as ``site/subject`` keys (the ``key`` column of the models' tables)."
+    ),
+    "seed": (
+        "seed : int\n"
+        "    Seed of every random draw made here: the same seed and inputs give the same\n"
+        "    result."
+    ),
+    "progress": (
+        "progress : bool\n"
+        "    Show progress bars on stderr; they never change a result."
+    ),
+    "verbose": (
+        "verbose : bool\n"
+        "    Log progress details (the package logger at INFO; see\n"
+        "    :func:`sozstore._logging.set_log_level`)."
+    ),
 }
 
 _ENTRY = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)

@@ -385,7 +385,7 @@ class Store:
 
     def checkpoint_path(self, run_id: str, fold: str) -> Path:
         """One fold's checkpoint without its suffix (``.safetensors`` holds the arrays,
-        ``.json`` the rest; ``models/runner.py`` adds them)."""
+        ``.json`` the rest; ``models/experiment.py`` adds them)."""
         return self.checkpoint_dir(run_id) / fold
 
     # ----------------------------------------------------------------------- schemas

@@ -1,11 +1,12 @@
-"""Streaming notch + resampling equals the whole-recording reference."""
+"""Streaming notch + resampling equals the whole-recording reference; the streamed channel
+moments equal numpy's on the whole signal."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sozstore.etl.dsp import ResamplePlan, reference_process
+from sozstore.etl.dsp import ChannelMoments, ResamplePlan, reference_process
 
 
 @pytest.mark.parametrize("source", [512.0, 999.4121105232217, 1000.0, 1024.0, 2048.0,
@@ -76,3 +77,41 @@ def test_harmonic_notches_have_the_fundamentals_width() -> None:
         near = np.abs(freqs - f0) < 5.0
         below = freqs[near][np.abs(h[near]) < 1 / np.sqrt(2)]
         assert below.max() - below.min() == pytest.approx(2.0, abs=0.1), f0
+
+
+def test_channel_moments_equal_numpy_on_the_concatenated_signal() -> None:
+    rng = np.random.default_rng(3)
+    # a DC input in mV (large offset, small variance), ordinary SEEG, a channel with NaN
+    # gaps, one that is all NaN and one flat
+    x = rng.standard_normal((5, 10_007)) * np.array([[0.5], [80.0], [30.0], [1.0], [0.0]])
+    x[0] += 2.5e6
+    x[1] += 40.0
+    x[2, 1000:1500] = np.nan
+    x[2, 9000] = np.nan
+    x[3] = np.nan
+    x[4] = -12.0
+    moments = ChannelMoments.zeros(5)
+    for start in range(0, x.shape[1], 1234):  # uneven last block
+        moments = moments.update(x[:, start:start + 1234])
+    live = [0, 1, 2, 4]
+    np.testing.assert_array_equal(moments.count, np.isfinite(x).sum(axis=1))
+    np.testing.assert_array_equal(moments.n_nonfinite, [0, 0, 501, x.shape[1], 0])
+    np.testing.assert_allclose(moments.mean[live], np.nanmean(x[live], axis=1), rtol=1e-12)
+    np.testing.assert_allclose(moments.std[[1, 2]], np.nanstd(x[[1, 2]], axis=1), rtol=1e-9)
+    # the DC channel: a 0.5-uV SD on a 2.5e6-uV offset is still measured to 1 % (the final
+    # mean of squares minus squared mean loses about eps * offset**2 / variance)
+    np.testing.assert_allclose(moments.std[0], np.nanstd(x[0]), rtol=1e-2)
+    assert moments.mean[3] == 0.0 and moments.std[3] == 0.0
+    assert moments.std[4] == 0.0
+    assert moments.mean[4] == -12.0
+
+
+def test_channel_moments_leave_out_infinities_and_do_not_mutate() -> None:
+    block = np.array([[1.0, np.inf, 3.0], [-np.inf, np.nan, 2.0]])
+    empty = ChannelMoments.zeros(2)
+    moments = empty.update(block)
+    np.testing.assert_array_equal(empty.count, [0.0, 0.0])
+    np.testing.assert_array_equal(moments.count, [2.0, 1.0])
+    np.testing.assert_array_equal(moments.n_nonfinite, [1, 2])
+    np.testing.assert_allclose(moments.mean, [2.0, 2.0])
+    np.testing.assert_allclose(moments.std, [1.0, 0.0])

@@ -306,3 +306,37 @@ def test_mixed_store_rates_ingest_and_rerun_skips(tmp_path: Path) -> None:
     assert compute_features(store, progress=False).exit_code == 0
     rerun = run_site(config, store, progress=False)
     assert {r.status for r in rerun.results} == {"up to date"}
+
+
+def test_shared_parameter_docs_are_filled_once_for_every_public_function() -> None:
+    from sozstore.etl import discover, pipeline
+    from sozstore.etl._docs import DOCDICT as ETL_DOCDICT
+    from sozstore.etl._docs import fill_doc
+    from sozstore.etl.features import engine
+    from sozstore.store._docs import DOCDICT as STORE_DOCDICT
+
+    # one definition per name: the ETL's table adds to the store's, never overrides it
+    assert not set(ETL_DOCDICT) & set(STORE_DOCDICT)
+    shared = {**STORE_DOCDICT, **ETL_DOCDICT}
+
+    documented = {
+        pipeline.run_site: ("config", "workers", "progress"),
+        pipeline.ingest_recording: ("config", "progress"),
+        pipeline.inputs_fingerprint: ("config",),
+        pipeline.write_site_tables: ("config",),
+        discover.discover: ("config",),
+        engine.compute_features: ("site", "subject", "workers", "progress"),
+    }
+    for func, names in documented.items():
+        doc = func.__doc__ or ""
+        assert "%(" not in doc, func.__name__
+        for name in names:
+            first, *rest = shared[name].splitlines()
+            assert f"    {first}\n" + "".join(f"    {line}\n" for line in rest) in doc + "\n", \
+                (func.__name__, name)
+
+    def unknown() -> None:
+        """%(no_such_entry)s"""
+
+    with pytest.raises(KeyError, match="no_such_entry"):
+        fill_doc(unknown)

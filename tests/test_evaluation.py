@@ -15,16 +15,16 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from typer.testing import CliRunner
 
 from sozstore.cli import app
-from sozstore.models.evaluation import (
+from sozstore.models.experiment import evaluate_model, resected_labels, shuffled_labels
+from sozstore.models.metrics import (
     BOOTSTRAPPED,
-    LeakageError,
     Scored,
     bootstrap_intervals,
     channel_metrics,
     paired_difference,
     patient_bootstrap_counts,
 )
-from sozstore.models.runner import evaluate_model, resected_labels, shuffled_labels
+from sozstore.models.splits import LeakageError
 from sozstore.store.catalog import read_table
 
 runner = CliRunner()

@@ -415,3 +415,16 @@ def test_1k_store_values_equal_version_1() -> None:
     for name in ("spectrum", "bandpower", "wpt", "adjacency"):
         assert registry.FEATURE_SETS[name].version == 2, name
     assert registry.FEATURE_SETS["wpt"].params["analysis_sfreq"] == 1000.0
+
+
+def test_code_hash_ignores_docs_and_types_not_code() -> None:
+    """A feature set's fingerprint hashes its code: editing a docstring, a comment or a type
+    annotation must not recompute every stored partition; changing arithmetic must."""
+    from sozstore.etl.features.registry import code_text
+
+    base = 'def f(x):\n    """Old doc."""\n    return x + 1\n'
+    documented = ('def f(x: float) -> float:\n    """New, longer doc.\n\n    More.\n    """\n'
+                  '    # why: a comment\n    return (x + 1)\n')
+    changed = 'def f(x):\n    """Old doc."""\n    return x + 2\n'
+    assert code_text(base) == code_text(documented)
+    assert code_text(base) != code_text(changed)

@@ -183,7 +183,7 @@ def test_invalid_arguments() -> None:
 
 # --------------------------------------------------------------------------- estimator
 def test_estimator_scores_every_channel_on_the_phantom(phantom_store) -> None:
-    from sozstore.models.data import channel_table, subject_keys
+    from sozstore.models.inputs import channel_table, subject_keys
 
     store, _ = phantom_store
     keys = subject_keys(store)["key"].to_list()

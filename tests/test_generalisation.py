@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sozstore.models.runner import evaluate_model
+from sozstore.models.experiment import evaluate_model
 
 #: The stack without fragility (raw-signal fragility is the slow base; the others carry
 #: the spike, HFO, spectral and ictal tells).

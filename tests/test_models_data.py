@@ -13,13 +13,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from sozstore.models import baselines
-from sozstore.models.data import (
-    N_CLIP_FEATURES,
-    RecordingInfo,
-    channel_table,
-    recording_table,
-    subject_keys,
-)
 from sozstore.models.datasets import (
     ClipSequenceDataset,
     GraphSequenceDataset,
@@ -29,13 +22,19 @@ from sozstore.models.datasets import (
     make_loader,
     shard_units,
 )
-from sozstore.models.evaluation import (
+from sozstore.models.inputs import (
+    N_CLIP_FEATURES,
+    RecordingInfo,
+    channel_table,
+    recording_table,
+    subject_keys,
+)
+from sozstore.models.metrics import channel_metrics, youden_threshold
+from sozstore.models.splits import (
     LeakageError,
-    channel_metrics,
     check_disjoint,
     leave_one_site_out,
     patient_kfold,
-    youden_threshold,
 )
 
 

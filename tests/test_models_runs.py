@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sozstore.cli import app
-from sozstore.models.runner import evaluate_model
+from sozstore.models.experiment import evaluate_model
 from sozstore.store.duck import run_query
 
 runner = CliRunner()
@@ -66,7 +66,7 @@ def test_every_patient_tested_once_threshold_from_validation(
         seen_thresholds.append(set(val_pred["key"]))
         return original(val_pred, labels)
 
-    monkeypatch.setattr("sozstore.models.runner.threshold_on_validation", recording_threshold)
+    monkeypatch.setattr("sozstore.models.experiment.threshold_on_validation", recording_threshold)
     result = evaluate_model(store, "hfo_rate", cv=3, write=False)
     tested = result.predictions["key"].to_list()
     per_fold = result.predictions.group_by("fold").agg(pl.col("key").unique())
@@ -84,8 +84,8 @@ def test_every_patient_tested_once_threshold_from_validation(
 @pytest.mark.parametrize("scope", ["cohort", "patient"])
 def test_shuffled_labels_permute_only_the_given_patients(phantom_store: tuple[Path, Path],
                                                          scope: str) -> None:
-    from sozstore.models.data import channel_table
-    from sozstore.models.runner import shuffled_labels
+    from sozstore.models.experiment import shuffled_labels
+    from sozstore.models.inputs import channel_table
 
     store, _ = phantom_store
     table = channel_table(store).select("site", "subject", "channel", "key", "soz")
@@ -137,3 +137,31 @@ def test_run_records_resolved_config_and_chosen_hyper_parameters(
                                     {"r": result.run_id}))
     chosen = [json.loads(s)["best"] for s in folds["search"]]
     assert len(chosen) == 3 and all(c["svc__C"] in (0.1, 1.0, 10.0) for c in chosen)
+
+
+def test_shared_parameter_docs_are_filled_in_the_models_and_cli_helpers() -> None:
+    """``store``, ``run_id``, ``seed``, ``keys`` and ``progress`` are defined once
+    (store/_docs.py) and appear, filled, in the public functions that take them."""
+    from sozstore import demo, jobs
+    from sozstore.models import experiment, report, splits
+    from sozstore.store._docs import DOCDICT
+
+    documented = {
+        experiment.evaluate_model: ("store", "seed", "progress"),
+        experiment.shuffled_labels: ("store", "keys", "seed"),
+        experiment.compare_runs: ("store", "run_id"),
+        experiment.predict_recording: ("store", "run_id"),
+        report.load_run_tables: ("store", "run_id"),
+        report.write_run_report: ("store", "run_id"),
+        report.write_generalisation_report: ("store",),
+        splits.patient_kfold: ("seed",),
+        jobs.ingest_site: ("store", "progress"),
+        demo.run_demo: ("seed", "progress"),
+    }
+    for func, names in documented.items():
+        doc = func.__doc__ or ""
+        assert "%(" not in doc, func.__name__
+        for name in names:
+            first, *rest = DOCDICT[name].splitlines()
+            assert f"    {first}\n" + "".join(f"    {line}\n" for line in rest) in doc + "\n", \
+                (func.__name__, name)

@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 import torch
 
-from sozstore.models.data import BANDS, N_CLIP_FEATURES, recording_table, subject_keys
 from sozstore.models.datasets import (
     ClipSequenceDataset,
     GraphSequenceDataset,
@@ -18,6 +17,7 @@ from sozstore.models.datasets import (
     channel_subset,
 )
 from sozstore.models.estimator import CohortData
+from sozstore.models.inputs import BANDS, N_CLIP_FEATURES, recording_table, subject_keys
 from sozstore.models.nn.sozformer import SOZFormer, masked_reconstruction_loss
 from sozstore.models.registry import build_estimator
 from sozstore.models.zoo import (
@@ -183,7 +183,7 @@ def test_stack_scores_patients_out_of_fold(phantom_store: tuple[Path, Path],
 
 
 def test_stack_with_an_unlabelled_patient(phantom_store: tuple[Path, Path]) -> None:
-    from sozstore.models.data import channel_table
+    from sozstore.models.inputs import channel_table
 
     store, _ = phantom_store
     keys = list(subject_keys(store)["key"])
@@ -228,7 +228,7 @@ def test_checkpoint_round_trip_predicts_the_same(phantom_store: tuple[Path, Path
 
 
 def test_svm_arrays_equal_the_fitted_pipeline(phantom_store: tuple[Path, Path]) -> None:
-    from sozstore.models.data import channel_table
+    from sozstore.models.inputs import channel_table
 
     store, _ = phantom_store
     keys = list(subject_keys(store)["key"])

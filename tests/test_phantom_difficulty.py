@@ -215,8 +215,8 @@ def spike_rate_auroc(out: Path, config: PhantomConfig | None = None, *,
     (generated and ingested first when ``config`` is given)."""
     from synth import ingest_cohort
 
-    from sozstore.models.data import channel_table
-    from sozstore.models.runner import truth_labels
+    from sozstore.models.experiment import truth_labels
+    from sozstore.models.inputs import channel_table
 
     if config is not None:
         ingest_cohort(out, config, subjects_per_site=subjects_per_site, seed=seed)

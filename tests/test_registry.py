@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sozstore.models.configs import ConfigError
-from sozstore.models.data import subject_keys
 from sozstore.models.estimator import CohortData, Estimator
+from sozstore.models.inputs import subject_keys
 from sozstore.models.registry import REGISTRY, build_estimator, parse_model_config
 
 #: Configs small enough to fit every model on the six-patient phantom in seconds.
@@ -91,7 +91,7 @@ def test_unknown_model_names_the_known_ones() -> None:
 
 
 def test_config_is_checked_before_any_data_is_read(tmp_path: Path) -> None:
-    from sozstore.models.runner import evaluate_model
+    from sozstore.models.experiment import evaluate_model
 
     missing = tmp_path / "no-store"  # reading it would fail differently
     with pytest.raises(ConfigError, match="unknown hyper-parameter 'epoch' for model"):
@@ -171,7 +171,7 @@ def test_data_views_stay_inside_their_patients(phantom_store: tuple[Path, Path],
 def test_progress_goes_to_stderr_and_changes_nothing(phantom_store: tuple[Path, Path],
                                                      capsys: pytest.CaptureFixture[str]
                                                      ) -> None:
-    from sozstore.models.runner import evaluate_model
+    from sozstore.models.experiment import evaluate_model
 
     store, _ = phantom_store
     quiet = evaluate_model(store, "spike_rate", cv=2, write=False, n_boot=0, comparator=None,

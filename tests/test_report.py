@@ -16,8 +16,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sozstore.models import report_figures as rf
+from sozstore.models.experiment import evaluate_model
 from sozstore.models.report import patient_page_name, write_run_report
-from sozstore.models.runner import evaluate_model
 from sozstore.store.catalog import read_table
 
 

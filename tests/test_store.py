@@ -37,7 +37,7 @@ def test_open_is_idempotent_and_keys_by_root(tmp_path: Path) -> None:
 
 
 def test_paths_keep_the_on_disk_layout(tmp_path: Path) -> None:
-    """The spellings that etl/features/engine.py, models/runner.py, models/report.py and
+    """The spellings that etl/features/engine.py, models/experiment.py, models/report.py and
     src/sozstore/cli.py wrote before the Store owned them."""
     s = Store.open(tmp_path)
     root = tmp_path.resolve()

@@ -31,11 +31,12 @@ metadata (``sozstore.*``: set, version, parameters, code hash, fingerprint, inpu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -50,6 +51,7 @@ from tqdm.auto import tqdm
 
 import sozstore
 from sozstore._logging import logger
+from sozstore.etl._docs import fill_doc
 from sozstore.etl.features.registry import (
     DEFAULT_SETS,
     FEATURE_SETS,
@@ -58,9 +60,8 @@ from sozstore.etl.features.registry import (
     feature_tables,
 )
 from sozstore.store import Store, StoreLike
-from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import clean_temporaries, temporary_sibling
-from sozstore.store.signals import open_signals
+from sozstore.store.signals import SignalReader, open_signals
 
 ROW_GROUP_BYTES = 128 * 2**20
 MIN_ROW_GROUP, MAX_ROW_GROUP = 8_192, 1_048_576
@@ -113,11 +114,145 @@ def recording_fingerprint(fs: FeatureSet, recording: dict[str, Any]) -> str:
     return fs.fingerprint([(recording["recording_id"], recording["inputs_fingerprint"])])
 
 
+#: Rows of one block: (set, its fingerprint on the recording, table, batch).
+_BlockRows = list[tuple[FeatureSet, str, str, pa.RecordBatch]]
+
+
+def _pending_sets(store: Store, recording_id: str, sets: Sequence[tuple[FeatureSet, str]]
+                  ) -> list[tuple[FeatureSet, str]]:
+    """The sets (with fingerprints) of which some staging file is missing."""
+    return [(fs, fp) for fs, fp in sets
+            if not all(_staged(store, fs, recording_id, fp, t).exists() for t in fs.tables)]
+
+
+@dataclass(frozen=True)
+class _BlockGrid:
+    """How a recording is cut into blocks of whole clips, in store samples."""
+
+    clip_samples: int
+    n_clips: int
+    clips_per_block: int
+    margin: int
+    n_samples: int
+
+    def starts(self) -> range:
+        """The first clip of every block."""
+        return range(0, self.n_clips, self.clips_per_block)
+
+    def bounds(self, first_clip: int) -> tuple[int, int, int, int]:
+        """``(read_start, core_start, core_stop, read_stop)`` of the block at ``first_clip``."""
+        last_clip = min(first_clip + self.clips_per_block, self.n_clips)
+        core_start, core_stop = first_clip * self.clip_samples, last_clip * self.clip_samples
+        return (max(0, core_start - self.margin), core_start, core_stop,
+                min(self.n_samples, core_stop + self.margin))
+
+
+def _read_block(sig: SignalReader, recording: dict[str, Any], grid: _BlockGrid,
+                first_clip: int) -> Block:
+    """Read one block, with the largest margin of the sets, from the recording's Zarr group."""
+    read_start, core_start, core_stop, read_stop = grid.bounds(first_clip)
+    return Block(site=recording["site"], subject=recording["subject"],
+                 recording_id=recording["recording_id"], channels=list(sig.channels),
+                 sfreq=sig.sfreq, bandwidth_hz=float(recording["bandwidth_hz"]),
+                 data=sig.read_samples(read_start, read_stop),
+                 core=(core_start - read_start, core_stop - read_start),
+                 offset_s=read_start / sig.sfreq, clip_samples=grid.clip_samples)
+
+
+def _compute_block(block: Block, sets: Sequence[tuple[FeatureSet, str]]) -> _BlockRows:
+    """Every set's record batches for one block (pure: no I/O).
+
+    Every set sees exactly its own margin: the block is read once with the largest.
+    """
+    views: dict[int, Block] = {}
+    rows: _BlockRows = []
+    for fs, fp in sets:
+        margin = int(np.ceil(fs.margin_s * block.sfreq))
+        view = views.setdefault(margin, block.with_margin(margin))
+        rows.extend((fs, fp, table, batch)
+                    for table, batch in fs.compute(view, fs.params).items())
+    return rows
+
+
+def _rows_in_order(read: Callable[[int], Block], compute: Callable[[Block], _BlockRows],
+                   starts: Iterable[int], threads: int
+                   ) -> Generator[_BlockRows, None, None]:
+    """The rows of every block, in block order, computed ``threads`` blocks at a time."""
+    if threads <= 1:
+        for first_clip in starts:
+            yield compute(read(first_clip))
+        return
+    # blocks are read in order here, computed `threads` at a time (NumPy, SciPy and pywt
+    # release the GIL in their array loops) and handed on in order; one block more than
+    # the threads waits read, so no thread idles while the caller writes and this reads
+    # (a waiting block holds only its samples)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque[Future[_BlockRows]] = deque()
+        for first_clip in starts:
+            pending.append(pool.submit(compute, read(first_clip)))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class _StagingFiles:
+    """One recording's staging files, written under temporary names and renamed by
+    :meth:`commit`; :meth:`discard` removes whatever was not committed."""
+
+    def __init__(self, store: Store, recording_id: str) -> None:
+        self.store = store
+        self.recording_id = recording_id
+        self.writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+        self.paths: dict[tuple[str, str], tuple[Path, Path]] = {}
+
+    def write(self, rows: _BlockRows) -> None:
+        """Append one block's batches, opening each table's file at its first batch."""
+        for fs, fp, table, batch in rows:
+            key = (fs.name, table)
+            if key not in self.writers:
+                final = _staged(self.store, fs, self.recording_id, fp, table)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temporary_sibling(final)
+                self.paths[key] = (tmp, final)
+                # staging files are re-encoded (zstd) when the partition is merged: a cheap
+                # codec here saves a second zstd pass over every row
+                self.writers[key] = pq.ParquetWriter(tmp, batch.schema, compression="lz4")
+            self.writers[key].write_batch(batch)
+
+    def commit(self, sets: Sequence[tuple[FeatureSet, str]]) -> None:
+        """Close the files and rename them into place; a table that got no batch (a
+        recording shorter than one clip) gets an empty file."""
+        for w in self.writers.values():
+            w.close()
+        for fs, fp in sets:
+            for table, schema in fs.tables.items():
+                if (fs.name, table) not in self.paths:
+                    final = _staged(self.store, fs, self.recording_id, fp, table)
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    pq.write_table(schema.empty_table(), final)
+        for tmp, final in self.paths.values():
+            os.replace(tmp, final)
+
+    def discard(self) -> None:
+        """Close the files and remove the temporaries that were not renamed."""
+        for w in self.writers.values():
+            w.close()
+        for tmp, _ in self.paths.values():
+            if tmp.exists():
+                tmp.unlink()
+
+
 def compute_recording(store: Store, recording: dict[str, Any],
                       sets: Sequence[tuple[FeatureSet, str]], *, clip_s: float = 5.0,
                       clips_per_block: int = 12, progress: bool = False, threads: int = 1
                       ) -> dict[str, Any]:
     """Compute feature sets for one recording into staging files; return timing and counts.
+
+    The steps: find the sets whose staging files are missing (:func:`_pending_sets`); read
+    the Zarr signal once for all of them, block by block (:func:`_read_block`); compute
+    every set's rows from each block (:func:`_compute_block`, pure); stream the rows into
+    staging files and rename them into place (:class:`_StagingFiles`).
 
     Parameters
     ----------
@@ -128,100 +263,46 @@ def compute_recording(store: Store, recording: dict[str, Any],
     sets : sequence of (FeatureSet, fingerprint)
         The sets and their fingerprints on this recording (from
         :func:`recording_fingerprint`, computed once per run by the caller).
+    clip_s : float
+        Clip length in seconds.
+    clips_per_block : int
+        Clips read and computed at a time.
+    progress : bool
+        Show a progress bar over the blocks.
     threads : int
         Blocks computed at a time in threads (1: one after the other). Results and files are
         the same. Each extra block in flight holds its own working memory (measured: peak
         RSS 627 -> 981 MiB for 64 channels with 2 threads), and threads only help where a
         core is idle: on a busy machine they contend (use ``workers`` for many recordings).
 
-    Only the sets whose staging files are missing are computed; the Zarr signal is read once
-    for all of them, block by block.
+    Returns
+    -------
+    dict
+        ``recording_id``, ``computed`` (the sets' names) and ``channel_hours``.
     """
     rid = recording["recording_id"]
-    todo = [(fs, fp) for fs, fp in sets
-            if not all(_staged(store, fs, rid, fp, t).exists() for t in fs.tables)]
+    todo = _pending_sets(store, rid, sets)
     if not todo:
         return {"recording_id": rid, "computed": [], "channel_hours": 0.0}
     sig = open_signals(store.signal_path(recording["zarr_path"]))
-    sfreq = sig.sfreq
-    clip_samples = int(round(clip_s * sfreq))
-    n_clips = sig.n_samples // clip_samples
-    margin = int(np.ceil(max(fs.margin_s for fs, _ in todo) * sfreq))
-    writers: dict[tuple[str, str], pq.ParquetWriter] = {}
-    tmp_paths: dict[tuple[str, str], tuple[Path, Path]] = {}
-    channels = list(sig.channels)
-
-    def read_block(c0: int) -> Block:
-        c1 = min(c0 + clips_per_block, n_clips)
-        a, b = c0 * clip_samples, c1 * clip_samples
-        ra, rb = max(0, a - margin), min(sig.n_samples, b + margin)
-        return Block(site=recording["site"], subject=recording["subject"], recording_id=rid,
-                     channels=channels, sfreq=sfreq,
-                     bandwidth_hz=float(recording["bandwidth_hz"]),
-                     data=sig.read_samples(ra, rb),
-                     core=(a - ra, b - ra), offset_s=ra / sfreq, clip_samples=clip_samples)
-
-    def compute_block(block: Block) -> list[tuple[FeatureSet, str, str, pa.RecordBatch]]:
-        # every set sees exactly its own margin (read once with the largest)
-        views: dict[int, Block] = {}
-        rows = []
-        for fs, fp in todo:
-            m = int(np.ceil(fs.margin_s * sfreq))
-            view = views.setdefault(m, block.with_margin(m))
-            rows.extend((fs, fp, table, batch)
-                        for table, batch in fs.compute(view, fs.params).items())
-        return rows
-
-    def write(rows: list[tuple[FeatureSet, str, str, pa.RecordBatch]]) -> None:
-        for fs, fp, table, batch in rows:
-            key = (fs.name, table)
-            if key not in writers:
-                final = _staged(store, fs, rid, fp, table)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = temporary_sibling(final)
-                tmp_paths[key] = (tmp, final)
-                # staging files are re-encoded (zstd) when the partition is merged: a cheap
-                # codec here saves a second zstd pass over every row
-                writers[key] = pq.ParquetWriter(tmp, batch.schema, compression="lz4")
-            writers[key].write_batch(batch)
-
+    clip_samples = int(round(clip_s * sig.sfreq))
+    grid = _BlockGrid(clip_samples=clip_samples, n_clips=sig.n_samples // clip_samples,
+                      clips_per_block=clips_per_block,
+                      margin=int(np.ceil(max(fs.margin_s for fs, _ in todo) * sig.sfreq)),
+                      n_samples=sig.n_samples)
+    staging = _StagingFiles(store, rid)
     try:
-        blocks = tqdm(range(0, n_clips, clips_per_block), desc=f"features {rid[:32]}",
-                      leave=False, disable=not progress or None)
-        if threads <= 1:
-            for c0 in blocks:
-                write(compute_block(read_block(c0)))
-        else:
-            # blocks are read in order here, computed `threads` at a time (NumPy, SciPy and
-            # pywt release the GIL in their array loops) and written in order; one block
-            # more than the threads waits read, so no thread idles while this one writes
-            # and reads (a waiting block holds only its samples)
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                pending: deque[Future] = deque()
-                for c0 in blocks:
-                    pending.append(pool.submit(compute_block, read_block(c0)))
-                    if len(pending) > threads:
-                        write(pending.popleft().result())
-                while pending:
-                    write(pending.popleft().result())
-        for w in writers.values():
-            w.close()
-        # a recording shorter than one clip still gets (empty) staging files
-        for fs, fp in todo:
-            for table, schema in fs.tables.items():
-                if (fs.name, table) not in tmp_paths:
-                    final = _staged(store, fs, rid, fp, table)
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(schema.empty_table(), final)
-        for tmp, final in tmp_paths.values():
-            os.replace(tmp, final)
+        starts = tqdm(grid.starts(), desc=f"features {rid[:32]}", leave=False,
+                      disable=not progress or None)
+        blocks = _rows_in_order(lambda c0: _read_block(sig, recording, grid, c0),
+                                lambda block: _compute_block(block, todo), starts, threads)
+        with contextlib.closing(blocks):
+            for rows in blocks:
+                staging.write(rows)
+        staging.commit(todo)
     finally:
-        for w in writers.values():
-            w.close()
-        for tmp, _ in tmp_paths.values():
-            if tmp.exists():
-                tmp.unlink()
-    hours = len(sig.channels) * n_clips * clip_s / 3600.0
+        staging.discard()
+    hours = len(sig.channels) * grid.n_clips * clip_s / 3600.0
     return {"recording_id": rid, "computed": [fs.name for fs, _ in todo], "channel_hours": hours}
 
 
@@ -350,16 +431,16 @@ def compute_features(store: StoreLike, *, sets: Iterable[str] | None = None,
     %(store)s
     sets : iterable of str, optional
         Feature set names; the default sets when omitted.
-    site, subject : str, optional
-        Restrict to one site / subject.
-    workers : int
-        Recordings computed in parallel (spawned processes).
+    %(site)s
+        Only this site's recordings; all sites when omitted.
+    %(subject)s
+        Only this subject's recordings; all subjects when omitted.
+    %(workers)s
     clip_s : float
         Clip length in seconds (non-overlapping, aligned to the recording start).
     params : dict, optional
         Per-set parameter overrides, e.g. ``{"spectrum": {"resolution_hz": 1.0}}``.
-    progress : bool
-        Show progress bars.
+    %(progress)s
     threads : int
         With ``workers=1``: blocks of a recording computed at a time in threads (see
         :func:`compute_recording`), so an idle second core helps a single long recording.

@@ -4,7 +4,7 @@ Staba R.J. et al., "Quantitative analysis of high-frequency oscillations (80-500
 recorded in human epileptic hippocampus and entorhinal cortex", J Neurophysiol
 88:1743-1752, 2002, with the defaults of the STE detector of RIPPLELAB / pyHFO
 (``rms_window=3e-3, min_window=6e-3, min_gap=10e-3, min_osc=6, rms_thres=5,
-peak_thres=3``); see ``shared/reference/models.md`` section 4.4.
+peak_thres=3``).
 
 Per frequency band (ripple 80-250 Hz, fast ripple 250-500 Hz by default), on all channels
 of a block at once:

@@ -214,9 +214,9 @@ def log_amplitude_spectrum(clips: NDArray, sfreq: float, *, resolution_hz: float
     top = n_fft // 2 if fmax is None else int(np.floor(fmax / resolution_hz))
     out = amp[..., 1: top + 1]
     out += _EPS
-    out = np.log10(out, out=out).astype(np.float32)
-    out[_invalid_mask(clips, invalid)] = np.nan
-    return out
+    log_amp: NDArray[np.float32] = np.log10(out, out=out).astype(np.float32)
+    log_amp[_invalid_mask(clips, invalid)] = np.nan
+    return log_amp
 
 
 def band_powers(clips: NDArray, sfreq: float, *, bands: dict[str, tuple[float, float]] | None

@@ -33,9 +33,11 @@ One meaning at every store rate (spectrum, bandpower, wpt and adjacency version 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -161,7 +163,8 @@ class Block:
     @cached_property
     def _flag_columns(self) -> dict[str, Any]:
         has_nan, flat = self.validity
-        flag = np.where(has_nan, "nan", np.where(flat, "flat", None)).T.ravel()
+        none = np.full(flat.shape, None, dtype=object)
+        flag = np.where(has_nan, "nan", np.where(flat, "flat", none)).T.ravel()
         return {"valid": pa.array(self.valid_rows),
                 "flag": pa.array(flag, _str)}
 
@@ -251,10 +254,15 @@ class FeatureSet:
     modules: tuple[Any, ...] = field(default=(), repr=False)
 
     def code_hash(self) -> str:
-        """Hash of the source of the functions that compute this set."""
+        """Hash of the code of the functions that compute this set.
+
+        The code is hashed as Python's parser sees it, without docstrings, comments, type
+        annotations or layout (:func:`code_text`): editing the documentation or the types of
+        a detector does not recompute every stored partition; changing what it computes does.
+        """
         digest = hashlib.sha256()
         for obj in (self.compute, *self.modules):
-            digest.update(inspect.getsource(obj).encode())
+            digest.update(code_text(inspect.getsource(obj)).encode())
         return digest.hexdigest()[:16]
 
     def with_params(self, **overrides: Any) -> FeatureSet:
@@ -269,6 +277,48 @@ class FeatureSet:
         blob = json.dumps([self.name, self.version, self.params, self.code_hash(),
                            sorted(inputs)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _CodeOnly(ast.NodeTransformer):
+    """Drops what does not change what code computes: docstrings and type annotations."""
+
+    def _body(self, node: ast.AST) -> ast.AST:
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            body[:] = body[1:] or [ast.Pass()]
+        return self.generic_visit(node)
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        return self._body(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        return self._body(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.returns = None
+        return self._body(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        node.returns = None
+        return self._body(node)
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        node.annotation = None
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if node.value is None:
+            return None  # a bare declaration computes nothing
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+
+def code_text(source: str) -> str:
+    """``source`` reduced to what it computes: parsed, without docstrings, comments and type
+    annotations, printed back in one canonical layout."""
+    tree = _CodeOnly().visit(ast.parse(textwrap.dedent(source)))
+    return ast.unparse(ast.fix_missing_locations(tree))
 
 
 def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:

@@ -3,8 +3,7 @@
 The detector follows the envelope-distribution method of Janca R. et al., "Detection of
 interictal epileptiform discharges using signal envelope distribution modelling",
 Brain Topogr 28(1):172-183, 2015, with the defaults of its Python port (epycom
-``detect_spikes_janca``) and of the MATLAB v25 callers (``-bl 10 -bh 60 -k1 3.65 -dec 200``);
-see ``shared/reference/models.md`` section 4.1.
+``detect_spikes_janca``) and of the MATLAB v25 callers (``-bl 10 -bh 60 -k1 3.65 -dec 200``).
 
 Pipeline, on all channels of a block at once:
 
@@ -163,9 +162,43 @@ def detect_spikes(
     float64): on six 62-s blocks of the generated cohort 1108 of version 1's 1123 spikes
     fall on the same sample, the same count in all; phantom F1 0.976 for both.
     """
-    # float32 input (the store's samples) is decimated in float32, which halves the cost
-    # of the anti-alias products; everything after the decimation is float64 (the
-    # high-order Chebyshev sections need it)
+    data = _as_detector_array(x, sfreq, band=band, k1=k1, k2=k2, window_s=window_s,
+                              step_s=step_s)
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        return _empty()
+    lo, hi = float(band[0]), float(band[1])
+    # NaN channels are excluded up front (zeroed, unusable); offsets removed
+    data, usable = detector_input(data)
+    env, fs = _band_envelope(data, sfreq, decimate_to=decimate_to, mains_hz=mains_hz,
+                             band=(lo, hi), window_s=window_s)
+    win = int(round(window_s * fs))
+    step = max(1, int(round(step_s * fs)))
+    background, skew = _background(env, win, step, window_s / step_s, k3)
+    usable &= row_median(env[:, ::4]) > _FLAT_ENVELOPE_UV  # a flatness test: 50 Hz will do
+
+    merge = int(round(merge_s * fs))
+    edge = int(round(edge_s * fs))
+    # obvious spikes: above k1; the k3 term is Janca's optional skewness correction
+    ch1, ix1 = _peaks_inside(env, k1 * background - skew, merge, edge, usable)
+    channel, index, clear = ch1, ix1, np.ones(ch1.size, dtype=bool)
+    if k2 is not None and k2 < k1:
+        ch2, ix2 = _peaks_inside(env, k2 * background - skew, merge, edge, usable)
+        ch2, ix2 = _confirmed_ambiguous(ch1, ix1, ch2, ix2, merge,
+                                        int(round(_MULTICHANNEL_TOL_S * fs)))
+        channel = np.concatenate([ch1, ch2])
+        index = np.concatenate([ix1, ix2])
+        clear = np.concatenate([clear, np.zeros(ch2.size, dtype=bool)])
+    return _spike_events(env, background, channel, index, clear, fs)
+
+
+def _as_detector_array(x: NDArray[np.floating], sfreq: float, *, band: tuple[float, float],
+                       k1: float, k2: float | None, window_s: float, step_s: float
+                       ) -> NDArray[np.floating]:
+    """``x`` as a (n_channels, n_samples) array, after checking the options.
+
+    float32 input (the store's samples) stays float32: it is decimated in float32, which
+    halves the cost of the anti-alias products; anything else becomes float64.
+    """
     data = np.asarray(x)
     if data.dtype != np.float32:
         data = data.astype(np.float64)
@@ -182,61 +215,78 @@ def detect_spikes(
         raise ValueError(f"k2 ({k2}) must not exceed k1 ({k1})")
     if step_s <= 0 or window_s < step_s:
         raise ValueError("need 0 < step_s <= window_s")
-    n_ch = data.shape[0]
-    if n_ch == 0 or data.shape[1] == 0:
-        return _empty()
+    return data
 
-    # NaN channels are excluded up front (zeroed, unusable); offsets removed
-    data, usable = detector_input(data)
 
-    d, fs = _resample(data, sfreq, decimate_to)
-    d = d.astype(np.float64, copy=False)
+def _band_envelope(data: NDArray[np.floating], sfreq: float, *, decimate_to: float,
+                   mains_hz: float, band: tuple[float, float], window_s: float
+                   ) -> tuple[NDArray[np.float64], float]:
+    """Steps 1-4: resample, notch, band-pass and take the Hilbert envelope.
+
+    Everything after the decimation is float64 (the high-order Chebyshev sections need
+    it). Returns the envelope and its rate.
+
+    Raises
+    ------
+    ValueError
+        If the resampled block is shorter than ``window_s`` or the band reaches its Nyquist.
+    """
+    lo, hi = band
+    resampled, fs = _resample(data, sfreq, decimate_to)
+    d = resampled.astype(np.float64, copy=False)
     n = d.shape[1]
-    win = int(round(window_s * fs))
-    step = max(1, int(round(step_s * fs)))
-    if n < win:
+    if n < int(round(window_s * fs)):
         raise ValueError(f"block of {n / fs:.2f} s is shorter than window_s={window_s} s")
     if hi >= 0.5 * fs:
         raise ValueError(f"band upper edge {hi} Hz is above the Nyquist of {fs:.1f} Hz")
-
     d = _notch(d, fs, mains_hz, hi)
     d = _bandpass(d, fs, lo, hi)
-    env = np.abs(signal.hilbert(d, axis=-1))
+    return np.abs(signal.hilbert(d, axis=-1)), fs
 
-    mu, sigma = _lognormal_background(env, win, step, window_s / step_s)
+
+def _background(env: NDArray[np.float64], win: int, step: int, n_smooth: float, k3: float
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64] | float]:
+    """Steps 5-6: the background level ``mode + median`` of the fitted log-normal per
+    sample, and the skewness term ``k3 * (mean - mode)`` the thresholds subtract (0.0
+    when ``k3`` is 0)."""
+    mu, sigma = _lognormal_background(env, win, step, n_smooth)
     mode = np.exp(mu - sigma**2)
     median = np.exp(mu)
-    background = mode + median
-    usable &= row_median(env[:, ::4]) > _FLAT_ENVELOPE_UV  # a flatness test: 50 Hz will do
-
-    # obvious spikes: above k1; the k3 term is Janca's optional skewness correction
     skew = k3 * (np.exp(mu + sigma**2 / 2.0) - mode) if k3 else 0.0
-    merge = int(round(merge_s * fs))
-    edge = int(round(edge_s * fs))
-    ch1, ix1 = _envelope_peaks(env, k1 * background - skew, merge)
-    keep = usable[ch1] & (ix1 >= edge) & (ix1 < n - edge)
-    ch1, ix1 = ch1[keep], ix1[keep]
+    return mode + median, skew
 
-    channel, index, clear = ch1, ix1, np.ones(ch1.size, dtype=bool)
-    if k2 is not None and k2 < k1:
-        ch2, ix2 = _envelope_peaks(env, k2 * background - skew, merge)
-        keep = usable[ch2] & (ix2 >= edge) & (ix2 < n - edge)
-        ch2, ix2 = ch2[keep], ix2[keep]
-        # an ambiguous maximum within the merge distance of an obvious one on the same
-        # channel is that obvious event seen with a lower threshold, not a new spike
-        same = _count_within(ch1, ix1, ch2, ix2, merge) > 0
-        ch2, ix2 = ch2[~same], ix2[~same]
-        # multichannel rule: an obvious spike on ANOTHER channel within +-10 ms; count all
-        # obvious spikes in the window and subtract those of the candidate's own channel
-        tol = int(round(_MULTICHANNEL_TOL_S * fs))
-        any_ch = _count_within(np.zeros_like(ch1), ix1, np.zeros_like(ch2), ix2, tol)
-        own_ch = _count_within(ch1, ix1, ch2, ix2, tol)
-        confirmed = any_ch > own_ch
-        ch2, ix2 = ch2[confirmed], ix2[confirmed]
-        channel = np.concatenate([ch1, ch2])
-        index = np.concatenate([ix1, ix2])
-        clear = np.concatenate([clear, np.zeros(ch2.size, dtype=bool)])
 
+def _peaks_inside(env: NDArray[np.float64], thr: NDArray[np.float64], merge: int, edge: int,
+                  usable: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Step 7: merged envelope maxima above ``thr`` on usable channels, at least ``edge``
+    samples from either end."""
+    n = env.shape[1]
+    ch, ix = _envelope_peaks(env, thr, merge)
+    keep = usable[ch] & (ix >= edge) & (ix < n - edge)
+    return ch[keep], ix[keep]
+
+
+def _confirmed_ambiguous(ch1: NDArray[np.int64], ix1: NDArray[np.int64],
+                         ch2: NDArray[np.int64], ix2: NDArray[np.int64], merge: int, tol: int
+                         ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Step 8: the ambiguous maxima ``(ch2, ix2)`` that are new spikes confirmed by an
+    obvious one ``(ch1, ix1)`` on another channel within ``tol`` samples."""
+    # an ambiguous maximum within the merge distance of an obvious one on the same
+    # channel is that obvious event seen with a lower threshold, not a new spike
+    same = _count_within(ch1, ix1, ch2, ix2, merge) > 0
+    ch2, ix2 = ch2[~same], ix2[~same]
+    # multichannel rule: an obvious spike on ANOTHER channel within +-10 ms; count all
+    # obvious spikes in the window and subtract those of the candidate's own channel
+    any_ch = _count_within(np.zeros_like(ch1), ix1, np.zeros_like(ch2), ix2, tol)
+    own_ch = _count_within(ch1, ix1, ch2, ix2, tol)
+    confirmed = any_ch > own_ch
+    return ch2[confirmed], ix2[confirmed]
+
+
+def _spike_events(env: NDArray[np.float64], background: NDArray[np.float64],
+                  channel: NDArray[np.int64], index: NDArray[np.int64],
+                  clear: NDArray[np.bool_], fs: float) -> SpikeEvents:
+    """The events sorted by time, then channel, with their amplitudes above background."""
     order = np.lexsort((channel, index))
     channel, index, clear = channel[order], index[order], clear[order]
     return SpikeEvents(
@@ -256,8 +306,8 @@ def _empty() -> SpikeEvents:
     )
 
 
-def _resample(data: NDArray[np.float64], sfreq: float, target: float
-              ) -> tuple[NDArray[np.float64], float]:
+def _resample(data: NDArray[np.floating], sfreq: float, target: float
+              ) -> tuple[NDArray[np.floating], float]:
     """Polyphase resampling to about ``target`` Hz; return the data and the exact new rate.
 
     ``resample_poly`` applies a linear-phase anti-alias FIR and compensates its delay, so

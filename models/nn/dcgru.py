@@ -341,7 +341,8 @@ class DCGRUClassifier(ConfigMixin, nn.Module):
         Node features per step.
     hidden, n_layers, k_hops, dropout
         See :class:`DCGRUEncoder`. The default ``n_layers=2`` follows Tang et al.; the
-        small demo configuration (``DEMO_CONFIGS`` in :mod:`sozstore.demo`) uses 1.
+        small demo configuration (``REGISTRY["dcgru"].demo`` in
+        :mod:`sozstore.models.registry`) uses 1.
     top_k : int
         Neighbours kept per node in the correlation graph.
     readout : {"last", "mean"}

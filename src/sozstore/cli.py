@@ -105,8 +105,10 @@ def _progress(flag: bool) -> bool:
 
 
 def _existing_store(store: Path) -> Path:
-    """The store root, or a one-line error when there is no store there."""
-    if not (store / "catalog").is_dir():
+    """The store root, or a one-line error when there is no store there (no catalog)."""
+    from sozstore.store import Store
+
+    if not Store.open(store).catalog_dir.is_dir():
         raise UsageError(f"{store}: no sozstore store here (no catalog/ folder); "
                          f"create one with `sozstore etl --site SITE.toml --store {store}`")
     return store
@@ -114,8 +116,9 @@ def _existing_store(store: Path) -> Path:
 
 def _existing_run(store: Path, run: str) -> str:
     """The run id, or a one-line error naming the runs the store holds."""
-    runs_dir = store / "results" / "runs"
-    known = sorted(p.name.removeprefix("run=") for p in runs_dir.glob("run=*"))
+    from sozstore.store import Store
+
+    known = sorted(set(Store.open(store).scan("runs").select("run_id").collect()["run_id"]))
     if run not in known:
         close = difflib.get_close_matches(run, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else (
@@ -235,9 +238,18 @@ def query(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the result to this file instead of the terminal.")] = None,
     list_queries: Annotated[bool, typer.Option("--list", help="List the named queries.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.001, help="Stop the query after this many seconds (default 300).")
+    ] = None,
+    memory_limit: Annotated[str | None, typer.Option(
+        "--memory-limit", help="Memory for the query, also the largest result, e.g. 4GB or "
+                               "512MiB (default 4GB).")] = None,
     verbose: VerboseOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Run a named query or a read-only SELECT over the store's catalog and feature views."""
+    """Run a named query or a read-only SELECT over the store's catalog and feature views.
+
+    Queries reach only the store's own tables and views (no other file, no extension, no
+    setting can be changed) within a time and a memory limit (docs/queries.md)."""
     import polars as pl
 
     from sozstore.sql import named_queries
@@ -262,13 +274,15 @@ def query(
             raise UsageError(f"--param {item!r} is not k=v")
         params[key] = value
     _existing_store(store)
+    limits: dict[str, Any] = {k: v for k, v in (("timeout_s", timeout),
+                                                ("memory_limit", memory_limit)) if v is not None}
     if what in queries:
-        result = run_named(store, what, params)
+        result = run_named(store, what, params, **limits)
     else:
         unknown = _closest_query(what, list(queries))
         if unknown is not None:
             raise UsageError(unknown)
-        result = run_query(store, what, params)
+        result = run_query(store, what, params, **limits)
     emit_table(result, fmt, out=out, intervals=True)
 
 
@@ -378,8 +392,8 @@ def train(
     """Train and evaluate a model with patient-wise CV (or leave-one-site-out, --test-site,
     --test-store); results with bootstrap intervals and the paired difference to spike_rate,
     checkpoints and a report go into the store."""
-    from sozstore.models.evaluation import LeakageError
-    from sozstore.models.runner import evaluate_model
+    from sozstore.models.experiment import evaluate_model
+    from sozstore.models.splits import LeakageError
 
     _known_model(model, option="model")
     if comparator != "none":
@@ -426,7 +440,9 @@ def _print_run_summary(result: Any, store: Path, *, comparator: str, bootstrap: 
             info(f"{result.protocol}: {text} {row['value'][0]:.3f} (95% CI "
                  f"{row['ci_low'][0]:.3f} to {row['ci_high'][0]:.3f}, "
                  f"{bootstrap} patient-bootstrap resamples)")
-    info(f"report: {store}/results/reports/{result.run_id}/index.html")
+    from sozstore.store import Store
+
+    info(f"report: {Store.open(store).report_dir(result.run_id) / 'index.html'}")
 
 
 def _init_distributed() -> None:
@@ -472,7 +488,7 @@ def evaluate(
 
     _existing_run(_existing_store(store), run)
     if against is not None:
-        from sozstore.models.runner import compare_runs
+        from sozstore.models.experiment import compare_runs
 
         diff = compare_runs(store, run, _existing_run(store, against), reference=reference)
         if fmt == "table":
@@ -562,7 +578,7 @@ def predict(
     verbose: VerboseOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Per-channel SOZ scores of one recording from a stored run's checkpoint."""
-    from sozstore.models.runner import predict_recording
+    from sozstore.models.experiment import predict_recording
 
     _existing_run(_existing_store(store), run)
     emit_table(predict_recording(store, run, recording), fmt, out=out)

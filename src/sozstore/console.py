@@ -10,7 +10,6 @@ rich's markup off: ``[layout]`` in a message is text, not a style tag.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
@@ -163,28 +162,33 @@ def emit_table(result: pa.Table | pl.DataFrame, fmt: str, *, out: Path | None = 
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "table" and out is not None:
+        raise UsageError("--out needs --format csv, json or parquet")
+    if fmt == "parquet" and out is None:
+        raise UsageError("--format parquet needs --out FILE")
+    if fmt != "table":
+        # from Arrow directly: every column type (lists, structs, binary, intervals) is
+        # written, or one line names the column that cannot be
+        from sozstore.store.export import export_text
+
+        table = result.to_arrow() if isinstance(result, pl.DataFrame) else result
+        if fmt == "parquet":
+            assert out is not None
+            pq.write_table(table, out, compression="zstd")
+            return
+        text = export_text(table, fmt)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text)
+        return
+    if not isinstance(result, pl.DataFrame):
+        from sozstore.store.export import for_polars
+
+        result = for_polars(result)  # interval and union columns as text for the terminal
     frame = result if isinstance(result, pl.DataFrame) else pl.from_arrow(result)
     assert isinstance(frame, pl.DataFrame)
-    if fmt == "parquet":
-        if out is None:
-            raise UsageError("--format parquet needs --out FILE")
-        pq.write_table(frame.to_arrow(), out, compression="zstd")
-        return
-    if fmt == "table":
-        if out is not None:
-            raise UsageError("--out needs --format csv, json or parquet")
-        if intervals:
-            frame = with_intervals(frame)
-        console.print(_terminal_table(frame, intervals=intervals))
-        info(f"{frame.height} row(s)")
-        return
-    if fmt == "csv":
-        frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items()
-                                   if t.is_nested())
-        text = frame.write_csv()
-    else:
-        text = json.dumps(frame.to_dicts(), default=str, indent=1) + "\n"
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text)
+    if intervals:
+        frame = with_intervals(frame)
+    console.print(_terminal_table(frame, intervals=intervals))
+    info(f"{frame.height} row(s)")

@@ -11,12 +11,41 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sozstore.store._docs import fill_doc
 
+
+@fill_doc
 def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
              workers: int = 2, cv: int = 3, leave_site_out: bool = False,
              models: tuple[str, ...] | None = None, full_size: bool = False,
              progress: bool = True) -> int:
-    """Run the demo; return an exit code (0 when every step succeeded)."""
+    """Run the demo; return an exit code (0 when every step succeeded).
+
+    Parameters
+    ----------
+    workdir : str | Path
+        Folder of the cohort (``cohort/``, reused when complete) and the store (``store/``).
+    subjects_per_site : int
+        Subjects the phantom generates per site.
+    %(seed)s
+        It draws the cohort and the models' folds.
+    workers : int
+        Recordings processed in parallel by the ETL and the features.
+    cv : int
+        Folds of the patient-wise cross-validation.
+    leave_site_out : bool
+        Also run leave-one-site-out.
+    models : tuple of str, optional
+        Zoo names to train (default: every model of the registry).
+    full_size : bool
+        The evidence runs' sizes (``ModelSpec.full``) instead of the demo's.
+    %(progress)s
+
+    Returns
+    -------
+    int
+        0 on success, 1 if a step partly failed, 2 if a site ingested nothing.
+    """
     from sozstore.console import (
         console,
         emit_table,
@@ -25,14 +54,15 @@ def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
     )
     from sozstore.etl.config import load_site_config
     from sozstore.jobs import ingest_site
+    from sozstore.models.experiment import comparison_table, evaluate_model
     from sozstore.models.registry import REGISTRY
-    from sozstore.models.runner import comparison_table, evaluate_model
     from sozstore.phantom import PhantomConfig, generate_cohort
+    from sozstore.store import Store
     from sozstore.store.duck import run_named
 
     workdir = Path(workdir)
     cohort = workdir / "cohort"
-    store = workdir / "store"
+    store = Store.open(workdir / "store")
     t0 = time.perf_counter()
     console.rule("1. phantom cohort (sozstore phantom)")
     # Demo size: chul's long interictal recordings last 5 minutes here (the generator's
@@ -94,6 +124,6 @@ def run_demo(workdir: str | Path, *, subjects_per_site: int = 4, seed: int = 0,
                              "patient_auroc", "recall", "specificity", "precision", "f1",
                              "seconds")
         emit_table(shown.to_arrow(), "table")
-    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; store at {store}; "
-                  f"reports in {store / 'results' / 'reports'}")
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; store at {store.root}; "
+                  f"reports in {store.reports_dir}")
     return worst

@@ -7,13 +7,15 @@ the sequence, and the thread defaults it runs with, are written here once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sozstore.store._docs import fill_doc
 
 if TYPE_CHECKING:
     from sozstore.etl.config import SiteConfig
     from sozstore.etl.features.engine import FeatureReport
     from sozstore.etl.pipeline import RunReport
+    from sozstore.store import StoreLike
 
 
 @dataclass
@@ -32,7 +34,8 @@ class SiteIngest:
         return code
 
 
-def ingest_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
+@fill_doc
+def ingest_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
                 progress: bool = True, features: bool = True) -> SiteIngest:
     """Ingest one site's recordings, then compute its default feature sets.
 
@@ -40,12 +43,11 @@ def ingest_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
     ----------
     config : SiteConfig
         The validated site configuration.
-    store : str | Path
-        The store root (created if missing).
+    %(store)s
+        Created if missing.
     workers : int
         Recordings processed in parallel, for the ETL and the features alike.
-    progress : bool
-        Show progress bars.
+    %(progress)s
     features : bool
         Compute the default feature sets for this site after the ETL. Skipped when nothing
         was ingested.
@@ -57,7 +59,9 @@ def ingest_site(config: SiteConfig, store: str | Path, *, workers: int = 1,
     """
     from sozstore.etl.features.engine import compute_features, default_threads
     from sozstore.etl.pipeline import run_site
+    from sozstore.store import Store
 
+    store = Store.open(store)
     report = run_site(config, store, workers=workers, progress=progress)
     feats = None
     if features and report.exit_code < 2:

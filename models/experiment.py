@@ -1,10 +1,17 @@
-"""Running the evaluation protocol for a model and writing the results into the store.
+"""Experiments: running the evaluation protocol for a model and writing its results.
 
-``STORE/results/<table>/run=<run_id>/part.parquet`` for ``runs``, ``folds``,
-``predictions`` and ``metrics`` (DuckDB views of the same names compare runs with SQL), model
-checkpoints in ``STORE/results/checkpoints/<run_id>/<fold>.safetensors|.json`` (arrays and
-metadata, never pickles), and a report per run in
-``STORE/results/reports/<run_id>/index.html`` with its PNG figures.
+Named ``experiment`` because it is the I/O side of an evaluation: it reads the store,
+runs the folds of :mod:`sozstore.models.splits`, scores them with
+:mod:`sozstore.models.metrics` and writes a run (:func:`evaluate_model`); it compares stored
+runs (:func:`compare_runs`) and predicts with their checkpoints (:func:`predict_recording`).
+
+Where a run goes is the :class:`~sozstore.store.Store`'s to say: one file per run of the
+result tables ``runs``, ``folds``, ``predictions`` and ``metrics``
+(:meth:`Store.result_path <sozstore.store.Store.result_path>`; DuckDB views of the same
+names compare runs with SQL), one checkpoint per fold
+(:meth:`Store.checkpoint_path <sozstore.store.Store.checkpoint_path>`: arrays and metadata,
+never pickles) and a report per run (:meth:`Store.report_dir
+<sozstore.store.Store.report_dir>`, :mod:`sozstore.models.report`).
 """
 
 from __future__ import annotations
@@ -28,30 +35,53 @@ import sozstore
 from sozstore._logging import logger
 from sozstore.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from sozstore.models.configs import ModelConfig, TorchConfig
-from sozstore.models.data import channel_table, subject_keys
 from sozstore.models.estimator import KEY_COLUMNS, CohortData
-from sozstore.models.evaluation import (
+from sozstore.models.inputs import channel_table, subject_keys
+from sozstore.models.metrics import (
     BOOT_SEED,
     N_BOOT,
-    Fold,
-    LeakageError,
     bootstrap_intervals,
     channel_metrics,
+    paired_difference,
+)
+from sozstore.models.registry import get_spec, parse_model_config
+from sozstore.models.splits import (
+    Fold,
+    LeakageError,
     check_disjoint,
     leave_one_site_out,
-    paired_difference,
     patient_kfold,
     validation_split,
 )
-from sozstore.models.registry import get_spec, parse_model_config
 from sozstore.models.zoo import TorchEstimator, estimator_config, threshold_on_validation
+from sozstore.store import Store, StoreLike
+from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import write_parquet_atomic
 from sozstore.store.catalog import to_table
 
 
 @dataclass
 class RunResult:
-    """What one evaluation run produced."""
+    """What one evaluation run produced.
+
+    Attributes
+    ----------
+    run_id : str
+        The run's id (also the ``run_id`` column of every table below).
+    model : str
+        Zoo name of the model.
+    protocol : str
+        ``patient-K-fold``, ``leave-one-site-out``, ``test-site:SITE`` or
+        ``test-store:NAME``.
+    predictions : polars.DataFrame
+        One row per test (patient, channel) of every fold, with its labels and threshold.
+    metrics : polars.DataFrame
+        Metric rows per fold, site and reference (and pooled, ``fold == "all"``).
+    folds : list of dict
+        One row per fold of the ``folds`` table.
+    seconds : float
+        Wall time of the run.
+    """
 
     run_id: str
     model: str
@@ -62,28 +92,32 @@ class RunResult:
     seconds: float = 0.0
 
     def summary(self, reference: str = "clinician") -> dict[str, float]:
+        """The pooled metrics over all sites against ``reference``: metric -> value."""
         row = self.metrics.filter((pl.col("fold") == "all") & (pl.col("site") == "all")
                                   & (pl.col("reference") == reference))
         return dict(zip(row["metric"], row["value"]))
 
 
-def results_dir(store: str | Path) -> Path:
-    return Path(store).resolve() / "results"
+@fill_doc
+def truth_labels(store: StoreLike, truth_dir: str | Path) -> pl.DataFrame:
+    """The phantom's true onset zone as (site, subject, channel, soz_true) of the store.
 
-
-def truth_labels(store: str | Path, truth_dir: str | Path) -> pl.DataFrame:
-    """The phantom's true onset zone as (site, subject, channel, soz_true) of the store."""
-    from sozstore.store.catalog import read_table
-
+    Parameters
+    ----------
+    %(store)s
+    truth_dir : str | Path
+        The phantom cohort's ``truth`` folder (its ``channels.parquet``).
+    """
     truth = pl.read_parquet(Path(truth_dir) / "channels.parquet")
-    recs = read_table(store, "recordings").select("site", "subject", "source_path")
+    recs = Store.open(store).read("recordings").select("site", "subject", "source_path")
     mapped = truth.join(recs, on=["site", "source_path"], suffix="_store")
     return (mapped.group_by("site", "subject_store", "channel")
             .agg(pl.col("soz_true").any())
             .rename({"subject_store": "subject"}))
 
 
-def shuffled_labels(store: str | Path, keys: list[str], *, seed: int,
+@fill_doc
+def shuffled_labels(store: StoreLike, keys: list[str], *, seed: int,
                     scope: str = "cohort") -> pl.DataFrame:
     """Clinicians' labels permuted among the channels of ``keys`` (a leak control).
 
@@ -96,6 +130,20 @@ def shuffled_labels(store: str | Path, keys: list[str], *, seed: int,
     high (measured: SOZFormer AUROC 0.58 over four seeds after training on within-patient
     shuffles, 0.50 for the same networks untrained). Within-patient shuffles therefore do
     not give chance even without any leak; the cohort-wide permutation does.
+
+    Parameters
+    ----------
+    %(store)s
+    %(keys)s
+        Only their labelled channels exchange labels.
+    %(seed)s
+    scope : {"cohort", "patient"}
+        Permute over all channels of ``keys`` at once, or within each patient.
+
+    Returns
+    -------
+    polars.DataFrame
+        (site, subject, channel, soz) of every channel of the store, ``soz`` permuted.
     """
     if scope not in ("cohort", "patient"):
         raise ValueError(f"scope must be 'cohort' or 'patient', got {scope!r}")
@@ -120,25 +168,34 @@ def shuffled_labels(store: str | Path, keys: list[str], *, seed: int,
     return table.with_columns(table["soz"].gather(order)).drop("key")
 
 
-def seizure_free_subjects(store: str | Path) -> pl.DataFrame:
+@fill_doc
+def seizure_free_subjects(store: StoreLike) -> pl.DataFrame:
     """(site, subject) of the patients seizure-free after surgery: the catalog's
-    ``seizure_free`` flag, or failing it Engel class I or ILAE class 1-2."""
-    from sozstore.store.catalog import read_table
+    ``seizure_free`` flag, or failing it Engel class I or ILAE class 1-2.
 
-    subjects = read_table(store, "subjects")
+    Parameters
+    ----------
+    %(store)s
+    """
+    subjects = Store.open(store).read("subjects")
     free = pl.coalesce(pl.col("seizure_free"), pl.col("engel_class") == 1,
                        pl.col("ilae_class") <= 2)
     return subjects.filter(free.fill_null(False)).select("site", "subject")
 
 
-def resected_labels(store: str | Path) -> pl.DataFrame:
+@fill_doc
+def resected_labels(store: StoreLike) -> pl.DataFrame:
     """The "resected" reference: (site, subject, channel, soz_resected), the resected
     contacts of seizure-free patients (their removal stopped the seizures, so the onset
-    zone lies inside them); only seizure-free patients with resection labels take part."""
-    from sozstore.store.catalog import read_table
+    zone lies inside them); only seizure-free patients with resection labels take part.
 
-    contacts = read_table(store, "contacts").join(seizure_free_subjects(store),
-                                                  on=["site", "subject"], how="semi")
+    Parameters
+    ----------
+    %(store)s
+    """
+    store = Store.open(store)
+    contacts = store.read("contacts").join(seizure_free_subjects(store),
+                                           on=["site", "subject"], how="semi")
     return contacts.filter(pl.col("resected").is_not_null()).select(
         "site", "subject", "channel", pl.col("resected").alias("soz_resected"))
 
@@ -201,34 +258,44 @@ def _difference_rows(run_id: str, pooled: pl.DataFrame, base: pl.DataFrame, refe
     return rows
 
 
-def _source_hashes(store: str | Path, keys: list[str]) -> set[str]:
-    from sozstore.store.catalog import read_table
-
-    recs = read_table(store, "recordings").filter(
+def _source_hashes(store: Store, keys: list[str]) -> set[str]:
+    recs = store.read("recordings").filter(
         (pl.col("site") + "/" + pl.col("subject")).is_in(keys))
     return set(recs["source_sha256"].drop_nulls())
 
 
-def check_cross_cohort(train_store: str | Path, train_keys: list[str],
-                       test_store: str | Path, test_keys: list[str]) -> None:
+def check_cross_cohort(train_store: StoreLike, train_keys: list[str],
+                       test_store: StoreLike, test_keys: list[str]) -> None:
     """Raise :class:`LeakageError` if the test cohort is the training store or shares a
     recording (same source file SHA-256) with a training patient. Patient keys are not
-    compared: two stores may use the same site and subject names for different people."""
-    if Path(train_store).resolve() == Path(test_store).resolve():
+    compared: two stores may use the same site and subject names for different people.
+
+    Parameters
+    ----------
+    train_store, test_store : Store | str | os.PathLike
+        The training and the test cohort's stores (see :meth:`Store.open
+        <sozstore.store.Store.open>`).
+    train_keys, test_keys : list of str
+        Their patients (``site/subject``).
+    """
+    train, test = Store.open(train_store), Store.open(test_store)
+    if train == test:
         raise LeakageError("--test-store is the training store itself")
-    shared = _source_hashes(train_store, train_keys) & _source_hashes(test_store, test_keys)
+    shared = _source_hashes(train, train_keys) & _source_hashes(test, test_keys)
     if shared:
         raise LeakageError(f"{len(shared)} recording(s) of test patients are also recordings "
                            "of training patients (same source SHA-256)")
 
 
-def _store_label(path: str | Path) -> str:
-    path = Path(path).resolve()
+def _store_label(store: Store) -> str:
+    """A store's short name for the protocol (``family/store`` for a folder named
+    ``store``)."""
+    path = store.root
     return f"{path.parent.name}/{path.name}" if path.name in ("store", "") else path.name
 
 
-def _protocol_folds(store: str | Path, *, cv: int, leave_site_out: bool, seed: int,
-                    test_store: str | Path | None, test_site: str | None
+def _protocol_folds(store: Store, *, cv: int, leave_site_out: bool, seed: int,
+                    test_store: Store | None, test_site: str | None
                     ) -> tuple[str, list[Fold]]:
     """The protocol's name and its outer folds (see :func:`evaluate_model`)."""
     subjects = subject_keys(store)
@@ -245,7 +312,7 @@ def _protocol_folds(store: str | Path, *, cv: int, leave_site_out: bool, seed: i
         folds = [f for f in leave_one_site_out(subjects, seed=seed)
                  if f.name == f"site-{test_site}"]
         if not folds:
-            raise ValueError(f"no site {test_site!r} in {store}; sites: "
+            raise ValueError(f"no site {test_site!r} in {store.root}; sites: "
                              f"{', '.join(sorted(set(subjects['site'])))}")
         return f"test-site:{test_site}", folds
     if leave_site_out:
@@ -253,11 +320,12 @@ def _protocol_folds(store: str | Path, *, cv: int, leave_site_out: bool, seed: i
     return f"patient-{cv}-fold", patient_kfold(subjects, cv, seed=seed)
 
 
-def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out: bool = False,
+@fill_doc
+def evaluate_model(store: StoreLike, model: str, *, cv: int = 5, leave_site_out: bool = False,
                    config: Mapping[str, Any] | ModelConfig | None = None, seed: int = 0,
                    truth_dir: str | Path | None = None, shuffle_labels: bool = False,
                    shuffle_scope: str = "cohort",
-                   test_store: str | Path | None = None,
+                   test_store: StoreLike | None = None,
                    test_truth_dir: str | Path | None = None, test_site: str | None = None,
                    comparator: str | None = COMPARATOR, n_boot: int = N_BOOT,
                    write: bool = True, report: bool = True,
@@ -288,8 +356,53 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
     (:class:`~sozstore.models.configs.ConfigError`, one line). ``progress`` shows a bar per
     fold and, for networks, per epoch on stderr (default: when stderr is a terminal and the
     package logger is not quieter than WARNING); it never changes a result.
+
+    Parameters
+    ----------
+    %(store)s
+        The training cohort; the run is written into it.
+    model : str
+        Zoo name (:data:`sozstore.models.registry.REGISTRY`).
+    cv : int
+        Folds of the patient-wise k-fold protocol.
+    leave_site_out : bool
+        Leave-one-site-out instead of k-fold.
+    config : mapping or ModelConfig, optional
+        The model's settings (default: its config class's defaults).
+    %(seed)s
+        It draws the folds, the validation patients, the shuffled labels and (unless
+        ``config`` fixes its own) the networks' initial weights per fold.
+    truth_dir : str | Path, optional
+        The phantom's truth folder: adds the ``truth`` reference.
+    shuffle_labels : bool
+        Train on permuted labels (a leak control; see :func:`shuffled_labels`).
+    shuffle_scope : {"cohort", "patient"}
+        How the labels are permuted.
+    test_store : Store | str | os.PathLike, optional
+        Cross-cohort protocol: the store of the test patients.
+    test_truth_dir : str | Path, optional
+        With ``test_store``: its phantom truth folder.
+    test_site : str, optional
+        Train on the other sites and test on this one.
+    comparator : str, optional
+        Zoo name of the baseline of the paired differences (None: none).
+    n_boot : int
+        Patient-bootstrap resamples of the pooled intervals (0: none).
+    write : bool
+        Write the run's tables and checkpoints into the store.
+    report : bool
+        With ``write``: also write the run's report.
+    %(progress)s
+        None (the default): when stderr is a terminal and the package logger is not
+        quieter than WARNING.
+
+    Returns
+    -------
+    RunResult
     """
     t0 = time.perf_counter()
+    store = Store.open(store)
+    test = Store.open(test_store) if test_store is not None else None
     model_config = parse_model_config(model, config, source="config")
     if comparator is not None:
         get_spec(comparator)
@@ -301,30 +414,29 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
                      and "seed" not in model_config.model_fields_set)
     if progress is None:
         progress = sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.WARNING
-    eval_store = test_store if test_store is not None else store
+    eval_store = test if test is not None else store
     labels = channel_table(store).select(KEY_COLUMNS + ["soz"])
-    test_labels = (labels if test_store is None
+    test_labels = (labels if test is None
                    else channel_table(eval_store).select(KEY_COLUMNS + ["soz"]))
     protocol, folds = _protocol_folds(store, cv=cv, leave_site_out=leave_site_out, seed=seed,
-                                      test_store=test_store, test_site=test_site)
+                                      test_store=test, test_site=test_site)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     shuffled = shuffle_scope if shuffle_labels else None
     digest = hashlib.sha1(json.dumps([model, raw_config, seed, protocol, shuffled],
                                      default=str).encode()).hexdigest()[:6]
     run_id = f"{model}-{stamp}-{digest}"
-    test_truth = test_truth_dir if test_store is not None else truth_dir
+    test_truth = test_truth_dir if test is not None else truth_dir
     truth = truth_labels(eval_store, test_truth) if test_truth else None
     resected = resected_labels(eval_store)
     preds, base_preds, metric_rows, fold_rows = [], [], [], []
-    checkpoints = results_dir(store) / "checkpoints" / run_id
     # the estimators' view of the stores: opened once, so what the stack memoises about
     # the baselines is shared by the folds
     cohort = CohortData.from_store(store)
-    eval_cohort = cohort if test_store is None else CohortData.from_store(test_store)
+    eval_cohort = cohort if test is None else CohortData.from_store(test)
     fold_bar = tqdm(folds, desc=f"{model} folds", unit="fold", file=sys.stderr,
                     dynamic_ncols=True, disable=not progress)
     for fold in fold_bar:
-        check_disjoint(fold.train, fold.validation, fold.test if test_store is None else ())
+        check_disjoint(fold.train, fold.validation, fold.test if test is None else ())
         ft = time.perf_counter()
         train_labels = shuffled_labels(store, list(fold.train) + list(fold.validation),
                                        seed=seed + fold.index, scope=shuffle_scope
@@ -350,7 +462,7 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
         threshold = (threshold_on_validation(val_pred, val_labels) if val_pred is not None
                      else 0.0)
         test_pred = est.predict_proba(test_data)
-        if test_store is None and set(test_pred["key"]) & set(fold.validation):
+        if test is None and set(test_pred["key"]) & set(fold.validation):
             raise LeakageError("a test patient was used to choose the threshold")
         frame = _label_frame(test_pred, test_labels, truth, resected).with_columns(
             pl.lit(fold.name).alias("fold"), pl.lit(threshold).alias("threshold"))
@@ -383,8 +495,8 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
                                                                       None)},
                                                default=str)})
         if write:
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            est.save(checkpoints / fold.name)
+            store.checkpoint_dir(run_id).mkdir(parents=True, exist_ok=True)
+            est.save(store.checkpoint_path(run_id, fold.name))
         logger.info("%s %s: threshold %.4f, test channels %d", run_id, fold.name, threshold,
                     frame.height)
         best_val = max((h["val_auroc"] for h in getattr(est, "history_", [])
@@ -416,7 +528,7 @@ def evaluate_model(store: str | Path, model: str, *, cv: int = 5, leave_site_out
         # and budget), not only what the caller passed
         _write_results(store, result, config=estimator_config(spec.build(model_config)),
                        seed=seed, shuffled=shuffled,
-                       test_store=test_store, comparator=comparator, n_boot=n_boot)
+                       test_store=test, comparator=comparator, n_boot=n_boot)
         if report:
             from sozstore.models.report import write_report
 
@@ -441,10 +553,10 @@ def _shifted(predictions: pl.DataFrame) -> pl.DataFrame:
                                     (pl.col("score") - pl.col("threshold")).alias("score"))
 
 
-def _write_results(store: str | Path, result: RunResult, *, config: dict[str, Any] | None,
-                   seed: int, shuffled: str | None, test_store: str | Path | None = None,
+def _write_results(store: Store, result: RunResult, *, config: dict[str, Any] | None,
+                   seed: int, shuffled: str | None, test_store: Store | None = None,
                    comparator: str | None = None, n_boot: int = 0) -> None:
-    root = results_dir(store)
+    """The run's rows of the four result tables, one file each."""
     summary = result.summary()
     run = to_table("runs", [{
         "run_id": result.run_id, "model": result.model, "protocol": result.protocol,
@@ -457,18 +569,18 @@ def _write_results(store: str | Path, result: RunResult, *, config: dict[str, An
         "auroc": summary.get("auroc"), "auprc": summary.get("auprc"),
         "patient_auroc_mean": summary.get("patient_auroc_mean"),
         "f1_mean": summary.get("f1_mean"),
-        "test_store": str(Path(test_store).resolve()) if test_store is not None else None,
+        "test_store": str(test_store.root) if test_store is not None else None,
         "comparator": comparator, "n_boot": n_boot,
     }])
     tables = {"runs": run, "folds": pl.DataFrame(result.folds).to_arrow(),
               "predictions": result.predictions.to_arrow(),
               "metrics": to_table("metrics", result.metrics.to_dicts())}
     for name, table in tables.items():
-        path = root / name / f"run={result.run_id}" / "part.parquet"
-        write_parquet_atomic(table, path)
+        write_parquet_atomic(table, store.result_path(name, result.run_id))
 
 
-def compare_runs(store: str | Path, run_id: str, baseline_run_id: str, *,
+@fill_doc
+def compare_runs(store: StoreLike, run_id: str, baseline_run_id: str, *,
                  reference: str = "clinician", n_boot: int = N_BOOT,
                  boot_seed: int = BOOT_SEED) -> pl.DataFrame:
     """The paired difference of two stored runs (``run_id`` minus ``baseline_run_id``).
@@ -476,18 +588,35 @@ def compare_runs(store: str | Path, run_id: str, baseline_run_id: str, *,
     Both runs must have the same protocol and the same test patients in every fold (e.g. the
     same ``--cv`` and ``--seed``); their stored predictions are matched on (patient,
     channel), each pooled with its own fold thresholds, and resampled with the same draws of
-    patients. Returns one row per site ("all" first) and metric: difference, ci_low, ci_high.
+    patients.
+
+    Parameters
+    ----------
+    %(store)s
+    %(run_id)s
+    baseline_run_id : str
+        The run subtracted.
+    reference : {"clinician", "truth", "resected"}
+        The labels the metrics are computed against.
+    n_boot : int
+        Patient-bootstrap resamples.
+    boot_seed : int
+        Seed of the resamples (the same draws for both runs).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per site ("all" first) and metric: difference, ci_low, ci_high.
     """
-    root = results_dir(store)
-    runs = pl.read_parquet([root / "runs" / f"run={r}" / "part.parquet"
-                            for r in (run_id, baseline_run_id)])
+    store = Store.open(store)
+    runs = pl.read_parquet([store.result_path("runs", r) for r in (run_id, baseline_run_id)])
     if runs["protocol"].n_unique() != 1:
         raise ValueError(f"runs have different protocols: {runs['protocol'].to_list()}")
-    folds = [pl.read_parquet(root / "folds" / f"run={r}" / "part.parquet").sort("fold")
+    folds = [pl.read_parquet(store.result_path("folds", r)).sort("fold")
              for r in (run_id, baseline_run_id)]
     if folds[0].select("fold", "test").to_dicts() != folds[1].select("fold", "test").to_dicts():
         raise ValueError("runs test different patients per fold (use the same --cv and --seed)")
-    a, b = (_shifted(pl.read_parquet(root / "predictions" / f"run={r}" / "part.parquet"))
+    a, b = (_shifted(pl.read_parquet(store.result_path("predictions", r)))
             for r in (run_id, baseline_run_id))
     label = REFERENCES[reference]
     if label not in a.columns:
@@ -501,7 +630,15 @@ def compare_runs(store: str | Path, run_id: str, baseline_run_id: str, *,
 
 
 def comparison_table(results: list[RunResult], reference: str = "clinician") -> pl.DataFrame:
-    """One row per run: the pooled metrics, sorted by channel AUROC."""
+    """One row per run: the pooled metrics, sorted by channel AUROC.
+
+    Parameters
+    ----------
+    results : list of RunResult
+        Runs of :func:`evaluate_model`.
+    reference : {"clinician", "truth", "resected"}
+        The labels the metrics were computed against.
+    """
     rows = []
     for r in results:
         s = r.summary(reference)
@@ -515,23 +652,36 @@ def comparison_table(results: list[RunResult], reference: str = "clinician") -> 
     return pl.DataFrame(rows).sort("auroc", descending=True, nulls_last=True)
 
 
-def predict_recording(store: str | Path, run_id: str, recording_id: str) -> pl.DataFrame:
+@fill_doc
+def predict_recording(store: StoreLike, run_id: str, recording_id: str) -> pl.DataFrame:
     """Per-channel SOZ scores of one recording from a stored run.
 
     Uses the checkpoint of the fold that held the recording's patient out (an out-of-fold
     prediction); a patient the run never saw uses the first fold's model. The threshold is
     that fold's.
-    """
-    from sozstore.store.catalog import read_table
 
-    rec = read_table(store, "recordings").filter(pl.col("recording_id") == recording_id)
+    Parameters
+    ----------
+    %(store)s
+    %(run_id)s
+    recording_id : str
+        A recording of the store.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per channel of the recording: channel, type, bad, soz, score, threshold,
+        predicted_soz, fold, run_id.
+    """
+    store = Store.open(store)
+    rec = store.read("recordings").filter(pl.col("recording_id") == recording_id)
     if rec.is_empty():
-        raise KeyError(f"no recording {recording_id!r} in {store}")
+        raise KeyError(f"no recording {recording_id!r} in {store.root}")
     key = f"{rec['site'][0]}/{rec['subject'][0]}"
-    folds = pl.read_parquet(results_dir(store) / "folds" / f"run={run_id}" / "part.parquet")
+    folds = pl.read_parquet(store.result_path("folds", run_id))
     chosen = folds.filter(pl.col("test").list.contains(key))
     row = (chosen if not chosen.is_empty() else folds).row(0, named=True)
-    ckpt_dir = results_dir(store) / "checkpoints" / run_id
+    ckpt_dir = store.checkpoint_dir(run_id)
     path = next(iter(sorted(ckpt_dir.glob(f"{row['fold']}.json"))), None)
     if path is None:
         raise FileNotFoundError(f"{ckpt_dir}: no checkpoint for {row['fold']}")
@@ -541,7 +691,7 @@ def predict_recording(store: str | Path, run_id: str, recording_id: str) -> pl.D
         pred = est.predict_proba(data, recording_ids=[recording_id])
     else:
         pred = est.predict_proba(data)
-    channels = read_table(store, "channels").filter(pl.col("recording_id") == recording_id)
+    channels = store.read("channels").filter(pl.col("recording_id") == recording_id)
     out = channels.select("channel", "type", "bad", "soz").join(
         pred.select("channel", "score"), on="channel", how="left")
     return out.with_columns(pl.lit(row["threshold"]).alias("threshold"),

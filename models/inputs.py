@@ -1,7 +1,9 @@
-"""Reading model inputs from the store: labels, per-clip feature matrices, adjacency.
+"""Model inputs, read from the store: channel and recording tables with their labels,
+per-clip feature matrices, adjacency, and the signal around seizure onsets.
 
-I/O lives here; the datasets (:mod:`sozstore.models.datasets`) turn what these functions
-return into windows, and the models never open files.
+Named ``inputs`` because it holds everything the models read from the store (and nothing
+else); the datasets (:mod:`sozstore.models.datasets`) turn what these functions return into
+windows and batches, and the models never open files.
 
 Per-clip features
 -----------------
@@ -91,11 +93,11 @@ def recording_table(store: StoreLike, *, subjects: list[str] | None = None,
         g = by_rec.get(r["recording_id"])
         if g is None or g.is_empty():
             continue
-        labels = [float("nan") if v is None else float(v) for v in g["label"].to_list()]
+        targets = [float("nan") if v is None else float(v) for v in g["label"].to_list()]
         out.append(RecordingInfo(
             recording_id=r["recording_id"], site=r["site"], subject=r["subject"],
             n_clips=int(r["duration_s"] // clip_s), zarr_path=r["zarr_path"],
-            channels=tuple(g["channel"].to_list()), labels=tuple(labels),
+            channels=tuple(g["channel"].to_list()), labels=tuple(targets),
             onsets_s=tuple(sorted(onsets.get(r["recording_id"], []))),
         ))
     return out
@@ -146,7 +148,9 @@ def _table_for(store: Store, table: str, info: RecordingInfo, columns: str) -> p
         raise FileNotFoundError(f"{path}: no {table} features for {info.recording_id}; run "
                                 "`sozstore features` first")
     data = pq.read_table(path, columns=cols, filters=[("recording_id", "=", info.recording_id)])
-    return pl.from_arrow(data)
+    frame = pl.from_arrow(data)
+    assert isinstance(frame, pl.DataFrame)  # a table gives a frame
+    return frame
 
 
 @functools.lru_cache(maxsize=4)
@@ -187,8 +191,8 @@ def _clip_features_cached(store: Store, info: RecordingInfo, clip_s: float
             ch = np.array([index.get(c, -1) for c in wpt["channel"].to_list()])
             clip = np.rint(wpt["clip_start_s"].to_numpy() / clip_s).astype(np.int64)
             keep = (ch >= 0) & (clip >= 0) & (clip < n_clips)
-            log_e = np.stack(wpt["log_energy"].to_numpy())
-            rel = np.stack(wpt["relative_energy"].to_numpy())
+            log_e = np.stack(list(wpt["log_energy"].to_numpy()))
+            rel = np.stack(list(wpt["relative_energy"].to_numpy()))
             base = len(BANDS) + 7
             feats[ch[keep], clip[keep], base:base + N_WPT] = log_e[keep]
             feats[ch[keep], clip[keep], base + N_WPT:base + 2 * N_WPT] = rel[keep]
@@ -316,6 +320,7 @@ def _channel_table(store: Store, clip_s: float) -> pl.DataFrame:
         """).to_arrow_table())
     finally:
         con.close()
+    assert isinstance(frame, pl.DataFrame)  # a table gives a frame
     return frame.with_columns((pl.col("site") + "/" + pl.col("subject")).alias("key"))
 
 
