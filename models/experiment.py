@@ -154,7 +154,7 @@ def shuffled_labels(store: StoreLike, keys: list[str], *, seed: int,
     # on the same channels as with the true labels. The permutation acts on row indices
     # and the column is gathered with it, which keeps the nullable boolean type (numpy
     # turns a boolean column with nulls into an object array that polars cannot cast back:
-    # the `ComputeError: cannot cast 'Object' type` of issue 8 on an unlabelled patient).
+    # `ComputeError: cannot cast 'Object' type` on a cohort with an unlabelled patient).
     chosen = (table["key"].is_in(list(keys)) & table["soz"].is_not_null()).to_numpy()
     order = np.arange(table.height)
     if scope == "cohort":

@@ -1,4 +1,4 @@
-"""Evidence a reviewer would accept (issue 8 §5): patient-bootstrap intervals, paired
+"""Evidence a reviewer would accept: patient-bootstrap intervals, paired
 differences to spike rate, cross-cohort protocols, the resected-contacts reference, the
 generalisation report, and leak controls on cohorts with an unlabelled patient."""
 

@@ -648,7 +648,8 @@ def config_check(
         "--model", help="Check FILE as this model's settings.")] = None,
     verbose: VerboseOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Validate a config file without running anything: one line per problem, exit code 2."""
+    """Validate a config file without running anything: a problem is one line (the first
+    problem, with a count of the others), exit code 2."""
     if model is None:
         from sozstore.etl.config import load_site_config
 
