@@ -16,18 +16,21 @@ a) loader: ``TorchEstimator._dataset(CohortData.from_store(store).subset(keys), 
    ``sozstore.models.registry``; ``ClipSequenceDataset(n_clips=12)``,
    ``GraphSequenceDataset(n_steps=12)``, augmentation on, as ``fit`` trains them; add
    ``szloc`` to ``--loader-models`` for ``RawWindowDataset(n_steps=45)`` where the store has
-   its signals) through ``make_loader(ds, batch_size, W)`` for
-   each W of ``--workers``: one epoch each (epoch index = the row's index, so every row draws
-   new windows), windows/s over the whole epoch (worker start included, as ``fit`` pays it
-   every epoch: ``persistent_workers=False``) and after the first batch (steady state).
+   its signals) through one ``make_loader(ds, batch_size, W, pin_memory=on CUDA)`` for
+   each W of ``--workers``, iterated ``--loader-epochs`` epochs as ``fit`` iterates its
+   loader (persistent workers: the first epoch starts them and fills their feature caches;
+   the in-process caches are cleared before each W; every epoch draws new windows):
+   windows/s over the whole epoch and after the first batch (steady state).
 b) training: the model at its full size built as ``TorchEstimator._fit_once`` builds it
    (``build_estimator(name, REGISTRY[name].full | {"device": ...})._build``), AdamW, and
-   ``TorchEstimator.train_step`` per batch with ``float(loss)`` after each step (``fit`` reads
-   the loss every step). First one epoch of batches is materialised on the device and
-   ``--warmup`` steps run on it; then, alternating, the in-memory epoch (the same batches,
-   already on the device) and a real-loader epoch for each W of ``--train-workers``, for
-   ``--rounds`` rounds. steps/s = batches / seconds of the epoch (CUDA synchronised at its
-   end); ratio = real-loader steps/s / in-memory steps/s of the same model.
+   ``TorchEstimator.train_step`` per batch, the loss summed on the device and read once per
+   epoch (as ``fit`` does). First one epoch of batches is materialised on the device and
+   ``--warmup`` steps run on it; then a first real-loader epoch for each W of
+   ``--train-workers`` (round -1: it starts that W's one loader, kept for the run as ``fit``
+   keeps its loader), then, alternating, the in-memory epoch (the same batches, already on
+   the device) and a real-loader epoch for each W, for ``--rounds`` rounds. steps/s =
+   batches / seconds of the epoch (the loss read at its end synchronises); ratio = best
+   real-loader steps/s of rounds 0.. / best in-memory steps/s of the same model.
 c) utilisation: NVML's utilisation and memory used (what ``nvidia-smi
    --query-gpu=utilization.gpu,memory.used`` prints) every 200 ms from a background thread
    (``nvidia-smi -lms 200`` in a child process where pynvml is missing); each phase gets the
@@ -260,13 +263,10 @@ def dataset_for(name: str, store: Path, keys: list[str], device: str) -> Any:
                                                 train=True)
 
 
-def loader_epoch(ds: Any, *, batch_size: int, workers: int, epoch: int,
+def loader_epoch(loader: Any, ds: Any, *, workers: int, epoch: int,
                  deadline: float) -> dict[str, Any]:
-    """One epoch of ``make_loader``: windows, batches, seconds, first batch."""
-    from sozstore.models.datasets import make_loader
-
+    """One epoch of a (persistent) ``make_loader``: windows, batches, seconds, first batch."""
     ds.set_epoch(epoch)
-    loader = make_loader(ds, batch_size=batch_size, num_workers=workers)
     t0 = time.perf_counter()
     first = t_first = None
     windows = batches = first_windows = 0
@@ -281,7 +281,6 @@ def loader_epoch(ds: Any, *, batch_size: int, workers: int, epoch: int,
             complete = False
             break
     sec = time.perf_counter() - t0
-    del loader
     steady = (None if t_first is None or batches < 2
               else (windows - first_windows) / (t0 + sec - t_first))
     return {"workers": workers, "epoch": epoch, "windows": windows, "batches": batches,
@@ -292,37 +291,49 @@ def loader_epoch(ds: Any, *, batch_size: int, workers: int, epoch: int,
 
 def bench_loaders(store: Path, keys: list[str], args: argparse.Namespace,
                   sampler: UtilisationSampler, budget: Budget) -> list[dict[str, Any]]:
-    """Phase a): one epoch per (dataset, worker count)."""
+    """Phase a): per (dataset, worker count) one loader, iterated ``--loader-epochs`` epochs
+    as ``fit`` iterates its loader (workers start once, in the first epoch)."""
+    from sozstore.models.datasets import make_loader
+    from sozstore.models.inputs import clear_input_caches
     from sozstore.models.registry import REGISTRY
 
     rows = []
+    epoch = 0
     for name in args.loader_models:
         ds = dataset_for(name, store, keys, args.device)
         batch_size = REGISTRY[name].full.get("batch_size", estimator_for(name, "cpu")
                                              .config.batch_size)
-        for k, workers in enumerate(args.workers):
-            if budget.left() < args.reserve_s:
-                rows.append({"dataset": DATASET_OF[name], "model": name, "workers": workers,
-                             "skipped": "time budget"})
-                continue
-            rec: dict[str, Any] = {"dataset": DATASET_OF[name], "model": name,
-                                   "batch_size": batch_size, "windows_per_epoch": len(ds)}
-            with phase(sampler, rec):
-                rec.update(loader_epoch(ds, batch_size=batch_size, workers=workers, epoch=k,
-                                        deadline=time.perf_counter() + args.phase_cap_s))
-            rows.append(rec)
-            print(f"loader {name:<9} W={workers:<2} {rec['windows']:>4} windows "
-                  f"{rec['seconds']:6.2f} s  {rec['windows_per_s']:7.1f} w/s  steady "
-                  f"{fmt(rec['steady_windows_per_s'], 1):>6} w/s  first batch "
-                  f"{fmt(rec['first_batch_s'], 2)} s", flush=True)
+        for workers in args.workers:
+            clear_input_caches()  # every worker count starts from the Parquet tables
+            loader = make_loader(ds, batch_size=batch_size, num_workers=workers,
+                                 pin_memory=args.device.startswith("cuda"))
+            for k in range(args.loader_epochs):
+                if budget.left() < args.reserve_s:
+                    rows.append({"dataset": DATASET_OF[name], "model": name,
+                                 "workers": workers, "loader_epoch": k,
+                                 "skipped": "time budget"})
+                    continue
+                rec: dict[str, Any] = {"dataset": DATASET_OF[name], "model": name,
+                                       "batch_size": batch_size, "loader_epoch": k,
+                                       "windows_per_epoch": len(ds)}
+                with phase(sampler, rec):
+                    rec.update(loader_epoch(loader, ds, workers=workers, epoch=epoch,
+                                            deadline=time.perf_counter() + args.phase_cap_s))
+                epoch += 1
+                rows.append(rec)
+                print(f"loader {name:<9} W={workers:<2} epoch {k} {rec['windows']:>4} windows "
+                      f"{rec['seconds']:6.2f} s  {rec['windows_per_s']:7.1f} w/s  steady "
+                      f"{fmt(rec['steady_windows_per_s'], 1):>6} w/s  first batch "
+                      f"{fmt(rec['first_batch_s'], 2)} s", flush=True)
+            del loader  # its workers end here
     return rows
 
 
 # --------------------------------------------------------------------------- training
 def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
-    import torch
+    from sozstore.models.datasets import batch_to_device
 
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batch_to_device(batch, device)
 
 
 def sync(device: Any) -> None:
@@ -366,9 +377,12 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
                                   key=lambda s: int(torch.tensor(s).prod())))
     limit = args.max_steps or len(resident)
 
-    def step(batch: dict[str, Any]) -> float:
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+
+    def step(batch: dict[str, Any]) -> None:
+        nonlocal loss_sum
         loss = est.train_step(model, opt, batch, device)
-        return float(loss.detach())  # fit reads the loss every step
+        loss_sum += loss.detach()  # as fit: summed on the device, read once per epoch
 
     t0 = time.perf_counter()
     for i in range(args.warmup):
@@ -388,12 +402,14 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
                 for batch in epoch_steps:
                     step(batch)
                 passes += 1
-            sync(device)
+                float(loss_sum)  # fit reads the epoch's loss once
             sec = time.perf_counter() - t0
         steps = passes * len(epoch_steps)
         rec.update(steps=steps, passes=passes, seconds=sec, steps_per_s=steps / sec,
                    complete=True)
         return rec
+
+    loaders: dict[int, Any] = {}
 
     def real(round_: int, workers: int, epoch: int) -> dict[str, Any]:
         rec: dict[str, Any] = {"source": "loader", "workers": workers, "round": round_}
@@ -401,10 +417,15 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
         deadline = time.perf_counter() + args.phase_cap_s
         with phase(sampler, rec):
             t0 = time.perf_counter()
+            if workers not in loaders:  # one loader per W for the whole run, as in fit
+                rec["loader_start"] = True
+                loaders[workers] = make_loader(ds, batch_size=cfg.batch_size,
+                                               num_workers=workers,
+                                               pin_memory=device.type == "cuda")
             steps = 0
             complete = True
             first = None
-            for batch in make_loader(ds, batch_size=cfg.batch_size, num_workers=workers):
+            for batch in loaders[workers]:
                 if first is None:
                     first = time.perf_counter() - t0
                 step(batch)
@@ -414,7 +435,7 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
                 if time.perf_counter() > deadline:
                     complete = False
                     break
-            sync(device)
+            float(loss_sum)  # fit reads the epoch's loss once
             sec = time.perf_counter() - t0
         after_first = (None if first is None or steps < 2
                        else (steps - 1) / (sec - first))
@@ -423,8 +444,12 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
         return rec
 
     epoch = 1
-    for round_ in range(args.rounds):
+    # round -1 starts each W's loader (its workers and their caches; fit pays that once per
+    # fit); the ratios use rounds 0.. only, the first epochs are reported beside them
+    for round_ in range(-1, args.rounds):
         for workers in [None, *args.train_workers]:
+            if round_ < 0 and workers is None:
+                continue
             if budget.left() < args.reserve_s:
                 res["epochs"].append({"source": "in-memory" if workers is None else "loader",
                                       "workers": workers, "round": round_,
@@ -445,9 +470,11 @@ def bench_training(name: str, store: Path, keys: list[str], args: argparse.Names
     res["ratios"] = {}
     for workers in args.train_workers:
         real_rates = [e["steps_per_s"] for e in res["epochs"]
-                      if e.get("workers") == workers and "steps_per_s" in e]
+                      if e.get("workers") == workers and "steps_per_s" in e
+                      and e["round"] >= 0]
         if real_rates and best_mem:
             res["ratios"][str(workers)] = max(real_rates) / best_mem
+    loaders.clear()  # their workers end here
     resident.clear()  # free the device copies before the next model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -492,7 +519,8 @@ def summary_table(res: dict[str, Any]) -> str:
             continue
         g = r["gpu"]
         lines.append(
-            f"| loader {r['dataset']} (batch {r['batch_size']}) | {r['workers']} | "
+            f"| loader {r['dataset']} (batch {r['batch_size']}), loader epoch "
+            f"{r.get('loader_epoch', 0)} | {r['workers']} | "
             f"{r['windows']} windows | {r['seconds']:.2f} | {r['windows_per_s']:.1f} w/s "
             f"(steady {fmt(r['steady_windows_per_s'], 1)}; first batch "
             f"{fmt(r['first_batch_s'], 2)} s) | {fmt(g.get('util_mean'), 0)} / "
@@ -532,6 +560,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="worker counts of the real-loader training epochs (default 0,4,8)")
     ap.add_argument("--loader-models", default="sozformer,dcgru",
                     help="whose training datasets the loader phase runs")
+    ap.add_argument("--train-models", default=",".join(MODELS),
+                    help="models of the training phase (default sozformer,dcgru; '' skips it)")
+    ap.add_argument("--loader-epochs", type=int, default=3,
+                    help="epochs per loader in the loader phase (default 3; the first starts "
+                         "the workers)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="in-memory / real-loader epoch rounds per model (default 2)")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up steps (default 5)")
@@ -558,10 +591,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.train_workers == ap.get_default("train_workers"):
             args.train_workers = "0,2"
         args.rounds, args.max_steps, args.warmup = 1, args.max_steps or 3, 1
+        args.loader_epochs = 2
         args.min_memory_s = 0.0
     args.workers = [int(w) for w in str(args.workers).split(",")]
     args.train_workers = [int(w) for w in str(args.train_workers).split(",")]
     args.loader_models = [m for m in args.loader_models.split(",") if m]
+    args.train_models = [m for m in args.train_models.split(",") if m]
     return args
 
 
@@ -612,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         res["idle"] = idle
         res["loader"] = bench_loaders(args.store, keys, args, sampler, budget)
         res["train"] = []
-        for name in MODELS:
+        for name in args.train_models:
             if budget.left() < args.reserve_s:
                 res.setdefault("skipped", []).append(f"train {name}: time budget")
                 continue

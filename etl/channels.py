@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sozstore.etl.config import ChannelConfig
+from sozstore.etl.config import ChannelConfig, PatternTimeout, SitePattern
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "′": "'"})
 # Type prefixes written by Nihon Kohden / EDF exports ("EEG Fp1", "ECG ECG1", "DIG DTRIG").
@@ -181,7 +181,7 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
     n = len(keys)
     tsv = list(tsv_types) if tsv_types is not None else [None] * n
     filed = list(file_types) if file_types is not None else [None] * n
-    site_patterns = [(re.compile(p, re.IGNORECASE), t) for p, t in cfg.type_patterns]
+    site_patterns = [(SitePattern(p, re.IGNORECASE), t) for p, t in cfg.type_patterns]
     contacts_per_stem: dict[str, set[int]] = {}
     for key in keys:
         if key.electrode is not None and key.contact is not None:
@@ -192,7 +192,7 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
         tsv_norm = _TSV_TYPES.get((tsv_type or "").strip().upper())
         out.append(
             cfg.types.get(key.raw) or cfg.types.get(key.channel)
-            or next((t for p, t in site_patterns if p.search(key.channel)), None)
+            or _site_pattern_type(site_patterns, key.channel)
             or (tsv_norm if tsv_norm and tsv_norm not in _NEURAL + ("misc",) else None)
             or (key.type_hint if key.type_hint and key.type_hint not in _NEURAL else None)
             or _type_from_name(key, contacts_per_stem)
@@ -202,6 +202,93 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
             or cfg.default_type
         )
     return out
+
+
+class TypePatternTimeoutError(ValueError):
+    """A site's ``channels.type_patterns`` regex hangs on a channel name; one line naming
+    the pattern's place in the config, the pattern and the name."""
+
+
+def _site_pattern_type(patterns: Sequence[tuple[SitePattern, str]], channel: str
+                       ) -> str | None:
+    """The type of the first site pattern that matches ``channel``."""
+    for i, (pattern, typ) in enumerate(patterns):
+        try:
+            if pattern.search(channel) is not None:
+                return typ
+        except PatternTimeout as err:
+            raise TypePatternTimeoutError(
+                f"site rule channels.type_patterns[{i}] hangs: {err}; rewrite it without "
+                "nested repetition") from None
+    return None
+
+
+def mne_unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` made unique the way MNE's readers rename repeated channel labels.
+
+    MNE numbers the copies of a repeated label ``X-0``, ``X-1``, ... (trying ``X-a``,
+    ``X-b``, ... if that name is taken; ``mne/_fiff/meas_info.py``,
+    ``_unique_channel_names``), so a channels.tsv that lists the file's own duplicates
+    (``X``, ``X``) names the channels the reader calls ``X-0``, ``X-1``.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Channel names in file order, as a channels.tsv lists them.
+
+    Returns
+    -------
+    list of str
+        The names MNE gives the same channels.
+    """
+    counts = Counter(names)
+    taken = set(names)
+    out = list(names)
+    for stem in (n for n in dict.fromkeys(names) if counts[n] > 1):
+        places = [i for i, n in enumerate(names) if n == stem]
+        for idx, i in enumerate(places):
+            for suffix in (str(idx), *"abcdefghijklmnopqrstuvwxyz"):
+                candidate = f"{stem}-{suffix}"
+                if candidate not in taken:
+                    break
+            out[i] = candidate
+            taken.add(candidate)
+    return out
+
+
+def tsv_disagreement(file_names: Sequence[str], tsv_names: Sequence[str]) -> str | None:
+    """How a channels.tsv's names disagree with its file's channels, or ``None``.
+
+    Duplicates the tsv lists as the file has them (``X``, ``X`` for MNE's ``X-0``,
+    ``X-1``) agree: they are then ingested as the documented ``X~0``, ``X~1``.
+
+    Parameters
+    ----------
+    file_names : sequence of str
+        The channel names the reader gives (MNE's, duplicates renamed).
+    tsv_names : sequence of str
+        The ``name`` column of channels.tsv, in order.
+
+    Returns
+    -------
+    str or None
+        One phrase: the row and channel counts and a few names on each side only.
+    """
+    renamed = mne_unique_names(tsv_names)
+    file_set, tsv_set = set(file_names), set(renamed)
+    if file_set == tsv_set and len(renamed) == len(file_names):
+        return None
+    only_file = sorted(file_set - tsv_set)
+    only_tsv = sorted({name for name, new in zip(tsv_names, renamed) if new not in file_set})
+    detail = []
+    if only_file:
+        detail.append(f"in file only: {', '.join(only_file[:5])}"
+                      + (" ..." if len(only_file) > 5 else ""))
+    if only_tsv:
+        detail.append(f"in tsv only: {', '.join(only_tsv[:5])}"
+                      + (" ..." if len(only_tsv) > 5 else ""))
+    return (f"channels.tsv disagrees with the file ({len(tsv_names)} rows vs "
+            f"{len(file_names)} channels; {'; '.join(detail)})")
 
 
 def _type_from_name(key: ChannelKey, contacts_per_stem: dict[str, set[int]]) -> str | None:

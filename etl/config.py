@@ -46,12 +46,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import numpy as np
+import regex
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     Strict,
     ValidationError,
@@ -91,6 +95,10 @@ DEFAULT_EVENT_IGNORE = (
 
 #: Written ``$root/...``, a path is inside the layout root rather than the TOML's folder.
 ROOT_PREFIX = "$root"
+#: Longest time one search of a site's regex may take (s). Marker texts and channel names
+#: are short (ds003029's NK annotations are cut at 20 characters): a sane pattern answers
+#: in microseconds, so only catastrophic backtracking (``(a|aa)+$``) reaches this.
+PATTERN_TIMEOUT_S = 1.0
 
 
 class SiteConfigError(ValueError):
@@ -120,11 +128,79 @@ def _dotted_lower(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.lower() if v.startswith(".") else "." + v.lower() for v in values)
 
 
-def _compile(value: object) -> object:
-    if not isinstance(value, str):
+class PatternTimeout(ValueError):
+    """A site regex ran past :data:`PATTERN_TIMEOUT_S` on one text (catastrophic
+    backtracking); the message names the pattern and the text."""
+
+
+class SitePattern:
+    """A regex from a site config, searched with a time bound.
+
+    The syntax is Python's :mod:`re` (the pattern is validated by it), but searches run on
+    the ``regex`` module, whose ``timeout`` stops a catastrophic pattern (``(a|aa)+$`` on a
+    long run of ``a``), which :mod:`re` cannot do: one bad rule must not hang a recording
+    (issue 11). ``repr`` is that of the :mod:`re` pattern, because ``inputs_fingerprint``
+    (etl/pipeline.py) hashes the repr of the events section.
+
+    Parameters
+    ----------
+    pattern : str
+        The regex.
+    flags : int
+        :mod:`re` flags (only ``re.IGNORECASE`` is used by callers).
+
+    Raises
+    ------
+    re.error
+        If ``pattern`` is not a valid Python regex.
+    """
+
+    __slots__ = ("_compiled", "_re", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self._re = re.compile(pattern, flags)
+        self._compiled = regex.compile(pattern, regex.IGNORECASE if flags & re.IGNORECASE
+                                       else 0)
+        self.pattern = pattern
+
+    def search(self, text: str, *, timeout_s: float = PATTERN_TIMEOUT_S
+               ) -> regex.Match[str] | None:
+        """The first match in ``text``, or ``None``.
+
+        Raises
+        ------
+        PatternTimeout
+            If the search runs past ``timeout_s`` seconds.
+        """
+        try:
+            return self._compiled.search(text, timeout=timeout_s)
+        except TimeoutError:
+            raise PatternTimeout(f"pattern {self.pattern!r} ran past {timeout_s:g} s on "
+                                 f"{shorten(text)!r}") from None
+
+    def __repr__(self) -> str:
+        return repr(self._re)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SitePattern) and (self._re.pattern, self._re.flags) == (
+            other._re.pattern, other._re.flags)
+
+    def __hash__(self) -> int:
+        return hash((self._re.pattern, self._re.flags))
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis) for one-line messages."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def _compile(value: object) -> SitePattern:
+    if isinstance(value, SitePattern):
         return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a regex string, got {value!r}")
     try:
-        return re.compile(value)
+        return SitePattern(value)
     except re.error as err:
         raise ValueError(f"is not a valid regex ({err}): {value!r}") from None
 
@@ -139,12 +215,14 @@ _ONE_OR_MANY_SCHEMA = {"anyOf": [{"type": "string"},
 # Strict scalars: TOML has real types, so `mains_hz = "50"` or `case_sensitive = 1` is an
 # error, not a coercion (a strict float still takes an integer: `mains_hz = 50`).
 Text = Annotated[str, Strict()]
-Number = Annotated[float, Strict()]
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 Flag = Annotated[bool, Strict()]
 Texts = Annotated[tuple[Text, ...], BeforeValidator(_one_or_many),
                   WithJsonSchema(_ONE_OR_MANY_SCHEMA)]
 LowerTexts = Annotated[Texts, AfterValidator(_lower)]
-Regex = Annotated[re.Pattern[str], BeforeValidator(_compile)]
+Regex = Annotated[SitePattern, PlainValidator(_compile),
+                  PlainSerializer(lambda p: p.pattern, return_type=str),
+                  WithJsonSchema({"type": "string", "format": "regex"})]
 RegexText = Annotated[Text, AfterValidator(_check_regex)]
 Regexes = Annotated[tuple[Regex, ...], BeforeValidator(_one_or_many),
                     WithJsonSchema(_ONE_OR_MANY_SCHEMA)]
@@ -187,6 +265,10 @@ class LayoutConfig(_Table):
     bad_column: Text | None = Field(
         default=None, description="Manifest column: bad contacts in range notation.")
     manifest_delimiter: Text = Field(default=",", description="The manifest's field delimiter.")
+    allow_outside_root: Flag = Field(
+        default=False,
+        description="Whether manifest rows may name files outside the root (`..`, absolute "
+                    "paths, links leading out); the store then keeps only their file names.")
 
     @field_validator("root")
     @classmethod
@@ -326,6 +408,37 @@ class OutcomeConfig(_Table):
         return self
 
 
+class LimitsConfig(_Table):
+    """What a source file may claim before it is refused, and the time one recording may take.
+
+    A header is checked against these before any sample is read: an EDF whose record
+    duration says 100000 s makes a 1-MB file a recording of years at 0.005 Hz, which the
+    store would resample into billions of samples (issue 11).
+    """
+
+    min_source_sfreq_hz: Number = Field(
+        default=10.0, gt=0.0,
+        description="Lowest sampling rate a source may claim (Hz); below it no EEG rhythm "
+                    "above delta is sampled, and the store's rate (>= 64 Hz) would multiply "
+                    "the samples.")
+    max_source_sfreq_hz: Number = Field(
+        default=100_000.0, gt=0.0, description="Highest sampling rate a source may claim (Hz).")
+    max_duration_h: Number = Field(
+        default=168.0, gt=0.0, description="Longest recording a source may claim (hours).")
+    time_budget_s: Number | None = Field(
+        default=21_600.0, gt=0.0,
+        description="Longest time one recording may take to ingest (s); past it the recording "
+                    "fails alone (no key: no budget).")
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> LimitsConfig:
+        if self.max_source_sfreq_hz <= self.min_source_sfreq_hz:
+            raise _KeyProblem(("max_source_sfreq_hz",),
+                              f"must be > min_source_sfreq_hz ({self.min_source_sfreq_hz:g}); "
+                              f"got {self.max_source_sfreq_hz:g}")
+        return self
+
+
 def _default_store_sfreq_max(validated: dict[str, Any]) -> float:
     # Called only when store_sfreq validated (pydantic skips it otherwise).
     return max(validated["store_sfreq"], DEFAULT_STORE_SFREQ_MAX)
@@ -366,7 +479,9 @@ class SiteConfig(_Table):
     events: EventConfig = EventConfig()
     outcome: OutcomeConfig = OutcomeConfig()
     flat_threshold_uv: Number = Field(
-        default=0.5, description="A channel whose peak-to-peak is below this (uV) is flat.")
+        default=0.5, ge=0.0,
+        description="A channel whose peak-to-peak is below this (uV) is flat.")
+    limits: LimitsConfig = LimitsConfig()
 
     #: The TOML file (set by :func:`parse_site_config`; not a key of the file).
     _source: Path = PrivateAttr()
@@ -444,7 +559,8 @@ def site_config_json_schema() -> dict[str, Any]:
 #: pydantic error types -> what today's messages call the expected type.
 _EXPECTED = {"string_type": "str", "float_type": "float", "bool_type": "bool",
              "dict_type": "a table", "model_type": "a table", "tuple_type": "a list"}
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le")}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"),
+           "greater_than": (">", "gt"), "less_than": ("<", "lt")}
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
@@ -485,6 +601,8 @@ def _problem(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
     if kind in _BOUNDS:
         operator, bound = _BOUNDS[kind]
         return loc, f"must be {operator} {ctx[bound]}; got {error['input']!r}"
+    if kind == "finite_number":
+        return loc, f"must be a finite number; got {error['input']!r}"
     if kind == "string_pattern_mismatch":
         return loc, f"must match {ctx['pattern']}; got {error['input']!r}"
     return loc, f"{error['msg'].removeprefix('Input ')}; got {error['input']!r}"

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sozstore.etl.channels import ChannelKey, canonical_name, expand_contacts, match_contacts
+from sozstore.etl.channels import (
+    ChannelKey,
+    canonical_name,
+    expand_contacts,
+    match_contacts,
+    mne_unique_names,
+)
 from sozstore.etl.config import ChannelConfig, LabelSource, SiteConfig
 from sozstore.etl.discover import RecordingSpec
 from sozstore.etl.tables import read_rows
@@ -49,10 +55,15 @@ def cached_rows(path: Path, delimiter: str | None = None) -> list[dict[str, str 
 
 def _rows_by_channel(rows: Sequence[dict[str, str | None]], cfg: ChannelConfig
                      ) -> dict[str, dict[str, str | None]]:
+    """Rows by raw name, canonical name, and the name MNE gives a repeated label (the
+    second ``X`` row is the file's ``X-1``), so duplicates find their own row."""
+    named = [(row.get("name"), row) for row in rows]
+    names = [name for name, _ in named if name is not None]
+    as_read = iter(mne_unique_names(names))
     out: dict[str, dict[str, str | None]] = {}
-    for row in rows:
-        name = row.get("name")
+    for name, row in named:
         if name is not None:
+            out.setdefault(next(as_read), row)
             out.setdefault(canonical_name(name, cfg), row)
             out.setdefault(name, row)
     return out

@@ -3,6 +3,11 @@
 Nothing from the file's header that identifies a person or a date (patient and recording
 fields, birth date, measurement date) is returned: callers get channel names, types, the
 sampling rate, the sample count, annotations relative to the file start and a lazy reader.
+
+What a header claims is checked against the site's ``[limits]`` (sampling rate, duration)
+and, for EDF/BDF, against the file's size, before any sample is read; a recording's reads
+stop at its time budget (issue 11: a 1-MB file whose header claimed 0.005 Hz ran for
+minutes and blocked the site).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +23,8 @@ from pathlib import Path
 import mne
 import numpy as np
 from numpy.typing import NDArray
+
+from sozstore.etl.config import LimitsConfig
 
 FORMATS = {".edf": "edf", ".bdf": "bdf", ".vhdr": "brainvision", ".fif": "fif"}
 
@@ -41,9 +49,25 @@ class SourceRecording:
     file_types: list[str]
     sfreq: float
     n_samples: int
+    #: ``time.monotonic()`` past which :meth:`read` refuses (``None``: no time budget).
+    deadline: float | None = None
+    #: The time budget the deadline came from (s), for the message.
+    time_budget_s: float | None = None
 
     def read(self, start: int, stop: int) -> NDArray[np.float64]:
-        """Samples ``[start, stop)`` of all channels in microvolts, (n_channels, n)."""
+        """Samples ``[start, stop)`` of all channels in microvolts, (n_channels, n).
+
+        Raises
+        ------
+        RecordingError
+            If the samples cannot be read, the file ends early, or the recording has run
+            past its time budget (checked before each read: the pipeline streams in blocks
+            of bounded size, so one block cannot hang).
+        """
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RecordingError(self.path, f"ran past its time budget of "
+                                            f"{self.time_budget_s:g} s (limits.time_budget_s) "
+                                            f"at sample {start} of {self.n_samples}")
         try:
             data = self.raw.get_data(start=start, stop=stop)
         except (ValueError, OSError, EOFError) as err:
@@ -65,15 +89,31 @@ class SourceRecording:
             self.raw.close()
 
 
-def open_recording(path: str | Path) -> SourceRecording:
+def open_recording(path: str | Path, *, limits: LimitsConfig | None = None) -> SourceRecording:
     """Open ``path`` lazily (``preload=False``).
+
+    Parameters
+    ----------
+    path : str | Path
+        The recording.
+    limits : LimitsConfig, optional
+        The site's ``[limits]``: what a header may claim (sampling rate, duration) and the
+        recording's time budget, which starts now (default: ``LimitsConfig()``).
+
+    Returns
+    -------
+    SourceRecording
+        The opened recording; no sample has been read.
 
     Raises
     ------
     RecordingError
         Missing, empty, unknown format, unreadable header, no signal channels, zero samples,
-        or a file shorter than its header says.
+        a file shorter than its header says, or a header claiming a sampling rate or
+        duration outside ``limits`` (EDF/BDF: checked from the header bytes, before MNE).
     """
+    limits = limits or LimitsConfig()
+    started = time.monotonic()
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -84,7 +124,7 @@ def open_recording(path: str | Path) -> SourceRecording:
     if path.stat().st_size == 0:
         raise RecordingError(path, "empty file (0 bytes)")
     if fmt in ("edf", "bdf"):
-        _check_edf_header(path)
+        _check_edf_header(path, limits)
     log_level = mne.set_log_level("ERROR", return_old_level=True)
     try:
         with warnings.catch_warnings(record=True) as caught, \
@@ -113,15 +153,54 @@ def open_recording(path: str | Path) -> SourceRecording:
         raise RecordingError(path, "no signal channels (annotations-only file?)")
     if raw.n_times == 0:
         raise RecordingError(path, "no samples")
+    sfreq, n_samples = float(raw.info["sfreq"]), int(raw.n_times)
+    problem = header_claim_problem(sfreq, n_samples, limits)
+    if problem is not None:
+        with contextlib.suppress(Exception):
+            raw.close()
+        raise RecordingError(path, problem)
     types = raw.get_channel_types()
+    budget = limits.time_budget_s
     rec = SourceRecording(path=path, format=fmt, raw=raw, names=list(raw.ch_names),
-                          file_types=list(types), sfreq=float(raw.info["sfreq"]),
-                          n_samples=int(raw.n_times))
+                          file_types=list(types), sfreq=sfreq, n_samples=n_samples,
+                          deadline=None if budget is None else started + budget,
+                          time_budget_s=budget)
     return rec
 
 
-def _check_edf_header(path: Path) -> None:
-    """Sanity checks MNE does not make: version field, header length and data size."""
+def header_claim_problem(sfreq: float, n_samples: int, limits: LimitsConfig) -> str | None:
+    """Why a header's sampling rate and length are not believable, or ``None``.
+
+    Parameters
+    ----------
+    sfreq : float
+        The sampling rate the header claims (Hz).
+    n_samples : int
+        The samples per channel it claims.
+    limits : LimitsConfig
+        The site's ``[limits]``.
+
+    Returns
+    -------
+    str or None
+        One phrase naming the claim and the limit (and the config key that sets it).
+    """
+    if not np.isfinite(sfreq) or not (limits.min_source_sfreq_hz <= sfreq
+                                       <= limits.max_source_sfreq_hz):
+        return (f"implausible header: sampling rate {sfreq:.6g} Hz is outside "
+                f"{limits.min_source_sfreq_hz:g}-{limits.max_source_sfreq_hz:g} Hz "
+                "(limits.min_source_sfreq_hz / max_source_sfreq_hz)")
+    hours = n_samples / sfreq / 3600.0
+    if hours > limits.max_duration_h:
+        return (f"implausible header: it claims {hours:.4g} h of recording, more than "
+                f"{limits.max_duration_h:g} h (limits.max_duration_h)")
+    return None
+
+
+def _check_edf_header(path: Path, limits: LimitsConfig) -> None:
+    """Sanity checks MNE does not make: version field, header length, data size, and the
+    sampling rate and duration the header claims (from the record duration and the samples
+    per record), all before MNE reads anything."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(256)
@@ -133,10 +212,11 @@ def _check_edf_header(path: Path) -> None:
     try:
         header_bytes = int(head[184:192].decode("ascii").strip())
         n_records = int(head[236:244].decode("ascii").strip())
+        record_s = float(head[244:252].decode("ascii").strip())
         n_signals = int(head[252:256].decode("ascii").strip())
     except ValueError:
-        raise RecordingError(path, "wrong header: non-numeric header length, record count "
-                                   "or signal count") from None
+        raise RecordingError(path, "wrong header: non-numeric header length, record count, "
+                                   "record duration or signal count") from None
     if n_signals <= 0:
         raise RecordingError(path, "no signals in header")
     if header_bytes != 256 * (n_signals + 1):
@@ -157,6 +237,14 @@ def _check_edf_header(path: Path) -> None:
     labels = [head_label.strip() for head_label in _labels(path, n_signals)]
     if all(lab == "EDF Annotations" for lab in labels):
         raise RecordingError(path, "no signal channels (annotations-only file)")
+    signal_samples = [n for n, lab in zip(samples, labels) if lab != "EDF Annotations"]
+    if not np.isfinite(record_s) or record_s <= 0:
+        raise RecordingError(path, f"implausible header: record duration {record_s:g} s")
+    # MNE reads every signal at the highest rate of the file
+    problem = header_claim_problem(max(signal_samples) / record_s,
+                                   max(n_records, 0) * max(signal_samples), limits)
+    if problem is not None:
+        raise RecordingError(path, problem)
     if n_records > 0 and record_bytes > 0:
         expected = header_bytes + n_records * record_bytes
         if size < expected:

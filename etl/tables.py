@@ -45,11 +45,17 @@ def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[st
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
     except OSError as err:
         raise TableError(f"{path}: cannot read ({err.strerror})") from None
+    problem = encoding_problem(data)
+    if problem is not None:
+        raise TableError(f"{path}: {problem}")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = path.read_bytes().decode("latin-1")
+        # legacy clinical exports in Latin-1 / cp1252 (`µV`): every byte decodes
+        text = data.decode("latin-1")
     sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"')
     try:
@@ -67,6 +73,38 @@ def read_rows(path: str | Path, *, delimiter: str | None = None) -> list[dict[st
         out.append({h: (v.strip() or None) if h in VERBATIM_COLUMNS else clean(v)
                     for h, v in zip(header, row)})
     return out
+
+
+#: Byte-order marks of encodings a text table must not be in (UTF-32 before UTF-16: the
+#: UTF-32-LE mark starts with the UTF-16-LE one).
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+                 (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"))
+
+
+def encoding_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a UTF-8 (or Latin-1) text table, or ``None``.
+
+    BIDS tables are UTF-8. A UTF-16 or UTF-32 file (Excel's "Unicode text" export) read as
+    Latin-1 would become cells full of NUL characters, so a channels.tsv would seem to
+    have "rows without a name"; a binary file (an .xlsx renamed .tsv) likewise.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+
+    Returns
+    -------
+    str or None
+        One phrase naming the encoding found and what to do.
+    """
+    for bom, name in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            return f"encoded as {name} (byte-order mark {bom.hex(' ')}); save it as UTF-8"
+    if b"\x00" in data[:65536]:
+        return ("not a UTF-8 text table (NUL bytes: UTF-16 without a byte-order mark, or a "
+                "binary file); save it as UTF-8 text")
+    return None
 
 
 def strip_bids_prefix(label: str | None, prefix: str = "sub-") -> str | None:

@@ -11,14 +11,21 @@ most ``global_n - 1`` repeats per epoch, stated in :func:`shard_units`).
 Window positions are drawn at random inside each recording (``random_offsets=True`` for
 training); the absolute time of a window is never part of a sample's tensors (in the HUP
 layout every onset sits at 120 s: a model that saw time would learn the label from it), it is
-only in the sample's ``meta`` for evaluation bookkeeping. Memory is bounded by a few
-recordings' feature matrices (an LRU cache per worker), never whole signals.
+only in the sample's ``meta`` for evaluation bookkeeping. Memory is bounded by the feature
+matrices each process caches (a byte budget per process, ``models.inputs.INPUT_CACHE_BYTES``),
+never whole signals.
+
+Loader workers (:func:`make_loader`) persist across epochs: they are started once per loader
+by a forkserver that has already imported torch, numpy and scipy, keep their feature caches
+for the whole fit, and read the epoch that :meth:`~_WindowDataset.set_epoch` sets from a
+shared-memory counter (a worker's copy of the dataset is pickled once, at its start).
 """
 
 from __future__ import annotations
 
 import abc
 import math
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +45,7 @@ from sozstore.models.inputs import (
 )
 from sozstore.store import Store, StoreLike
 from sozstore.store._docs import fill_doc
-from sozstore.store.signals import open_signals
+from sozstore.store.signals import SignalReader, open_signals
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,24 @@ class _WindowDataset(IterableDataset):
         self.random_offsets = random_offsets
         self.equalize = equalize
         self.augment = augment
-        self.epoch = 0
+        # shared memory: persistent loader workers hold a copy of the dataset pickled when
+        # they started, and read the epoch of each new iteration from here
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._rank = rank
         self._world_size = world_size
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose windows and order ``__iter__`` draws (shared with the workers)."""
+        return int(self._epoch.item())
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw new window positions and a new order (call before each epoch)."""
+        """Draw new window positions and a new order (call before each epoch; the loader's
+        persistent workers see it at their next iteration)."""
         self.epoch = epoch
 
     def units(self) -> list[Unit]:
@@ -273,6 +292,22 @@ class RawWindowDataset(_WindowDataset):
         super().__init__(store, [r for r in recordings if r.onsets_s], **kwargs)
         self.window = n_steps
         self.sfreq_out = sfreq_out
+        self._readers: dict[str, SignalReader] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # open readers stay in the process that opened them; a worker opens its own
+        state = self.__dict__.copy()
+        state["_readers"] = {}
+        return state
+
+    def _reader(self, rec: RecordingInfo) -> SignalReader:
+        """One open reader per recording and process (opening a Zarr group reads its
+        metadata: once per recording, not once per window)."""
+        reader = self._readers.get(rec.zarr_path)
+        if reader is None:
+            reader = open_signals(self.store.signal_path(rec.zarr_path))
+            self._readers[rec.zarr_path] = reader
+        return reader
 
     def units(self) -> list[Unit]:
         rng = np.random.default_rng([self.seed, self.epoch, 1])
@@ -290,7 +325,7 @@ class RawWindowDataset(_WindowDataset):
             jitter = int(rng.integers(1, 15))
         else:
             jitter = 7
-        sig = open_signals(self.store.signal_path(rec.zarr_path))
+        sig = self._reader(rec)
         start = onset - 15.0 - jitter
         start = float(np.clip(start, 0.0, max(0.0, sig.duration - self.window)))
         data = sig.read(start, start + self.window, list(rec.channels)).astype(np.float64)
@@ -391,7 +426,10 @@ def collate_padded(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples, padding the channel axis; adds ``mask`` (batch, n_chans) True = real.
 
     The channel axis is axis 0 of ``x``/``y``/``valid`` for clip and raw samples, axis 1 of
-    ``x`` and axes 1-2 of ``adj`` for graph samples.
+    ``x`` and axes 1-2 of ``adj`` for graph samples. Each batch array is allocated once and
+    every sample copied into its slice (no padded per-sample copy stacked a second time), in
+    numpy: single-threaded copies, where torch's intra-op threads made a loading process on
+    a busy 2-core machine 5-20x slower (bench/RESULTS.md, CPU loader section).
     """
     n_max = max(len(b["y"]) for b in batch)
     out: dict[str, Any] = {"meta": [b["meta"] for b in batch]}
@@ -409,18 +447,25 @@ def collate_padded(batch: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         # the channel axes of each tensor kind (graph x is (steps, chans, features))
         axes = (1, 2) if key == "adj" else (1,) if (graph and key == "x") else (0,)
+        arrays = [t.numpy() for t in tensors]
+        shape = [len(arrays), *arrays[0].shape]
+        for ax in axes:
+            shape[ax + 1] = n_max
         fill = float("nan") if key == "y" else 0
-        padded = []
-        for t in tensors:
-            shape = list(t.shape)
-            for ax in axes:
-                shape[ax] = n_max
-            full = torch.full(shape, fill, dtype=t.dtype) if t.dtype != torch.bool \
-                else torch.zeros(shape, dtype=torch.bool)
-            full[tuple(slice(0, n) for n in t.shape)] = t
-            padded.append(full)
-        out[key] = torch.stack(padded)
+        full = np.full(shape, fill, dtype=arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            region: tuple[int | slice, ...] = (i, *(slice(0, n) for n in a.shape))
+            full[region] = a
+        out[key] = torch.from_numpy(full)
     return out
+
+
+def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch's tensors on ``device``; copies from pinned memory (``make_loader(...,
+    pin_memory=True)``) are asynchronous (``non_blocking``), and tensors already there are
+    returned as they are."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
 
 
 def _worker_init(_: int) -> None:
@@ -428,15 +473,51 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: _WindowDataset, *, batch_size: int, num_workers: int = 0
-                ) -> torch.utils.data.DataLoader:
-    """A DataLoader for these datasets: padded batches, and worker processes started with
-    ``forkserver`` (forking a parent whose DuckDB/polars thread pools are running can
-    deadlock the child)."""
+#: Modules the forkserver imports once, so that every worker forked from it starts with them
+#: (on this project's 2-core CI box, importing torch, numpy and scipy.signal takes 3-6 s of a
+#: worker's start). Not polars, pyarrow or duckdb, nor sozstore's modules that import them:
+#: importing polars starts jemalloc background threads and a cleaner thread, pyarrow another
+#: jemalloc thread, and a process forked from a parent with such threads can deadlock in them
+#: (the reason the workers are forkserver children in the first place).
+FORKSERVER_PRELOAD = ("torch", "numpy", "scipy.signal")
+
+
+def warm_forkserver() -> multiprocessing.context.BaseContext:
+    """The ``forkserver`` context, its server started and told to preload
+    :data:`FORKSERVER_PRELOAD` (a no-op once it runs; the imports proceed in the server while
+    this process goes on, so a loader made early has its workers ready sooner)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return context
+
+
+def make_loader(dataset: _WindowDataset, *, batch_size: int, num_workers: int = 0,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader for these datasets: padded batches collated in the workers, and with
+    ``num_workers > 0`` worker processes that persist across epochs (iterate the same loader
+    every epoch and call ``dataset.set_epoch`` before each), forked from a ``forkserver``
+    that preloads torch, numpy and scipy (forking a parent whose DuckDB/polars thread pools are
+    running can deadlock the child).
+
+    Parameters
+    ----------
+    dataset : _WindowDataset
+        One of the datasets of this module.
+    batch_size : int
+        Windows per batch (each worker batches its own shard).
+    num_workers : int
+        Worker processes (0: load in this process).
+    pin_memory : bool
+        Copy batches into page-locked memory (for asynchronous copies to a CUDA device with
+        :func:`batch_to_device`).
+    """
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs = {"multiprocessing_context": "forkserver", "worker_init_fn": _worker_init,
-                  "persistent_workers": False}
+        kwargs = {"multiprocessing_context": warm_forkserver(), "worker_init_fn": _worker_init,
+                  "persistent_workers": True}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
                                        collate_fn=collate_padded, num_workers=num_workers,
-                                       **kwargs)
+                                       pin_memory=pin_memory, **kwargs)

@@ -58,6 +58,7 @@ from sozstore.store import Store, StoreLike
 from sozstore.store._docs import fill_doc
 from sozstore.store.atomic import write_parquet_atomic
 from sozstore.store.catalog import to_table
+from sozstore.store.locks import run_lease
 
 
 @dataclass
@@ -496,7 +497,10 @@ def evaluate_model(store: StoreLike, model: str, *, cv: int = 5, leave_site_out:
                                                default=str)})
         if write:
             store.checkpoint_dir(run_id).mkdir(parents=True, exist_ok=True)
-            est.save(store.checkpoint_path(run_id, fold.name))
+            # under this process's lease: a killed run's temporaries are provably abandoned
+            # and the next writer removes them (docs/commit-protocol.md)
+            with run_lease(store.root):
+                est.save(store.checkpoint_path(run_id, fold.name))
         logger.info("%s %s: threshold %.4f, test channels %d", run_id, fold.name, threshold,
                     frame.height)
         best_val = max((h["val_auroc"] for h in getattr(est, "history_", [])
@@ -526,9 +530,10 @@ def evaluate_model(store: StoreLike, model: str, *, cv: int = 5, leave_site_out:
     if write:
         # the resolved config (defaults included: the SVM's grid, a network's search space
         # and budget), not only what the caller passed
-        _write_results(store, result, config=estimator_config(spec.build(model_config)),
-                       seed=seed, shuffled=shuffled,
-                       test_store=test, comparator=comparator, n_boot=n_boot)
+        with run_lease(store.root):
+            _write_results(store, result, config=estimator_config(spec.build(model_config)),
+                           seed=seed, shuffled=shuffled,
+                           test_store=test, comparator=comparator, n_boot=n_boot)
         if report:
             from sozstore.models.report import write_report
 

@@ -15,13 +15,31 @@ source did not record, a NaN/flat clip) are 0 after normalisation, and the clip 
 invalid. Each recording's matrix is normalised per feature by its median and IQR over all
 its channels and clips, so that amplitude scales of sites and amplifiers do not leak into
 models (models.md §4.3: within-patient normalisation is key across centres).
+
+Caching
+-------
+Each process (the training process, every DataLoader worker) keeps the feature matrices and
+correlation graphs it built, least recently used first out, within
+:data:`INPUT_CACHE_BYTES` (``SOZSTORE_INPUT_CACHE_MB``, default 1024 MiB per process): the
+bound is in bytes, not recordings, so a fit over a cohort that fits visits the Parquet tables
+once per recording and process, and a larger cohort degrades to re-reading, never to more
+memory. Sizes: a matrix costs ``n_channels * n_clips * (4 * N_CLIP_FEATURES + 1)`` bytes
+(313 B per channel-clip: 225 kB per channel-hour of 5-s clips, 22.5 MB for 100 channels x
+1 h), a recording's graphs ``4 * n_clips * n_channels**2`` bytes (28.8 MB for 100 channels x
+1 h). The loader's memory is therefore at most ``(workers + 1) * INPUT_CACHE_BYTES`` plus the
+batches in flight.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,6 +53,107 @@ BANDS = ("delta", "theta", "alpha", "beta", "gamma", "ripple", "fast_ripple")
 N_WPT = 32
 N_CLIP_FEATURES = len(BANDS) + 4 + 1 + 2 + 2 * N_WPT  # 78
 NEURAL_TYPES = ("seeg", "ecog")
+
+
+# --------------------------------------------------------------------------- the cache
+def _env_cache_bytes() -> int:
+    raw = os.environ.get("SOZSTORE_INPUT_CACHE_MB", "1024")
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise ValueError(f"SOZSTORE_INPUT_CACHE_MB={raw!r}: not a number of MiB") from None
+    return max(0, int(megabytes * 2**20))
+
+
+#: Bytes of feature matrices and graphs one process keeps (see "Caching" above).
+INPUT_CACHE_BYTES = _env_cache_bytes()
+
+
+def array_bytes(value: Any) -> int:
+    """Bytes held by an array or a tuple of arrays (what the cache charges for an entry)."""
+    if isinstance(value, tuple):
+        return sum(array_bytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0))
+
+
+class ByteBoundedCache:
+    """A least-recently-used cache bounded by the bytes of its values, not their count.
+
+    An entry larger than the whole budget is returned but not kept (it would evict
+    everything and still not fit).
+
+    Parameters
+    ----------
+    max_bytes : int, optional
+        The budget; :data:`INPUT_CACHE_BYTES` when omitted (read at each insertion, so
+        :func:`set_input_cache_bytes` applies to caches that already exist).
+    """
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.builds = 0
+
+    @property
+    def max_bytes(self) -> int:
+        return INPUT_CACHE_BYTES if self._max_bytes is None else self._max_bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The value of ``key``, built by ``build()`` on a miss and kept if it fits."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit[0]
+        value = build()
+        size = array_bytes(value)
+        with self._lock:
+            self.builds += 1
+            if key in self._items or size > self.max_bytes:
+                return value
+            self._items[key] = (value, size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.nbytes -= dropped
+        return value
+
+    def clear(self) -> None:
+        """Forget every entry (the build counter stays)."""
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+_FEATURE_CACHE = ByteBoundedCache()
+_ADJACENCY_CACHE = ByteBoundedCache()
+
+
+def set_input_cache_bytes(max_bytes: int) -> None:
+    """Set this process's budget for feature matrices and graphs (each kind); entries over
+    it leave at the next insertion."""
+    global INPUT_CACHE_BYTES
+    INPUT_CACHE_BYTES = max(0, int(max_bytes))
+
+
+def clear_input_caches() -> None:
+    """Drop this process's feature matrices and graphs (benchmarks' cold epochs)."""
+    _FEATURE_CACHE.clear()
+    _ADJACENCY_CACHE.clear()
+
+
+def input_cache_stats() -> dict[str, int]:
+    """Entries, bytes and builds so far of this process's two caches."""
+    return {"feature_entries": len(_FEATURE_CACHE), "feature_bytes": _FEATURE_CACHE.nbytes,
+            "feature_builds": _FEATURE_CACHE.builds,
+            "adjacency_entries": len(_ADJACENCY_CACHE),
+            "adjacency_bytes": _ADJACENCY_CACHE.nbytes,
+            "adjacency_builds": _ADJACENCY_CACHE.builds}
 
 
 @dataclass(frozen=True)
@@ -153,9 +272,8 @@ def _table_for(store: Store, table: str, info: RecordingInfo, columns: str) -> p
     return frame
 
 
-@functools.lru_cache(maxsize=4)
-def _clip_features_cached(store: Store, info: RecordingInfo, clip_s: float
-                          ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+def _build_clip_features(store: Store, info: RecordingInfo, clip_s: float
+                         ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     n_ch, n_clips = len(info.channels), info.n_clips
     index = {c: i for i, c in enumerate(info.channels)}
     feats = np.full((n_ch, n_clips, N_CLIP_FEATURES), np.nan, dtype=np.float32)
@@ -217,11 +335,12 @@ def clip_features(store: StoreLike, info: RecordingInfo, *, clip_s: float = 5.0
     features : array of shape (n_channels, n_clips, N_CLIP_FEATURES), float32
     valid : array of shape (n_channels, n_clips), bool
     """
-    return _clip_features_cached(Store.open(store), info, clip_s)
+    opened = Store.open(store)
+    return _FEATURE_CACHE.get((opened, info, clip_s),
+                              lambda: _build_clip_features(opened, info, clip_s))
 
 
-@functools.lru_cache(maxsize=4)
-def _adjacency_cached(store: Store, info: RecordingInfo, clip_s: float) -> NDArray[np.float32]:
+def _build_adjacency(store: Store, info: RecordingInfo, clip_s: float) -> NDArray[np.float32]:
     n_ch, n_clips = len(info.channels), info.n_clips
     index = {c: i for i, c in enumerate(info.channels)}
     adj = np.zeros((n_clips, n_ch, n_ch), dtype=np.float32)
@@ -254,7 +373,9 @@ def clip_adjacency(store: StoreLike, info: RecordingInfo, *, clip_s: float = 5.0
     clip_s : float
         Clip length in seconds.
     """
-    return _adjacency_cached(Store.open(store), info, clip_s)
+    opened = Store.open(store)
+    return _ADJACENCY_CACHE.get((opened, info, clip_s),
+                                lambda: _build_adjacency(opened, info, clip_s))
 
 
 @fill_doc

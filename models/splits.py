@@ -34,6 +34,11 @@ class Fold:
     test: tuple[str, ...]
 
 
+class SplitError(ValueError):
+    """The cohort cannot be split as asked (fewer patients than folds, one site for
+    leave-one-site-out); the message is one line, raised before any training."""
+
+
 class LeakageError(AssertionError):
     """A patient appears on both sides of a split, or a threshold saw test data."""
 
@@ -107,7 +112,26 @@ def patient_kfold(subjects: pl.DataFrame, k: int = 5, *, seed: int = 0,
     %(seed)s
     val_fraction : float
         Share of each fold's training patients held out for validation.
+
+    Returns
+    -------
+    list of Fold
+        ``k`` folds; every patient is tested in exactly one.
+
+    Raises
+    ------
+    SplitError
+        If ``k < 2`` or the cohort has fewer than ``k`` patients (a fold would test
+        nobody); raised before anything is trained.
     """
+    n_patients = subjects.height
+    if k < 2:
+        raise SplitError(f"patient-wise cross-validation needs at least 2 folds; got {k}")
+    if n_patients < k:
+        advice = (f"use at most {n_patients} folds (--cv {n_patients})" if n_patients >= 2
+                  else "cross-validation needs 2 patients or more")
+        raise SplitError(f"cannot split {n_patients} patient(s) into {k} patient-wise folds, "
+                         f"every fold needs a test patient: {advice}")
     rng = np.random.default_rng(seed)
     sites = dict(zip(subjects["key"], subjects["site"]))
     buckets: list[list[str]] = [[] for _ in range(k)]
@@ -139,8 +163,22 @@ def leave_one_site_out(subjects: pl.DataFrame, *, seed: int = 0, val_fraction: f
     %(seed)s
     val_fraction : float
         Share of each fold's training patients held out for validation.
+
+    Returns
+    -------
+    list of Fold
+        One fold per site.
+
+    Raises
+    ------
+    SplitError
+        If the cohort has fewer than two sites (the held-out site would leave no one to
+        train on).
     """
     sites = dict(zip(subjects["key"], subjects["site"]))
+    if len(set(sites.values())) < 2:
+        raise SplitError(f"leave-one-site-out needs patients of at least 2 sites; the cohort "
+                         f"has {len(set(sites.values()))}")
     folds = []
     for i, (site, keys) in enumerate(_by_site(subjects).items()):
         rest = sorted(key for key in subjects["key"] if sites[key] != site)

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from sozstore._logging import logger
 from sozstore.models import baselines
 from sozstore.models.configs import EIConfig, RateConfig, StackConfig, SVMConfig, TorchConfig
-from sozstore.models.datasets import make_loader
+from sozstore.models.datasets import batch_to_device, make_loader
 from sozstore.models.estimator import KEY_COLUMNS, CohortData, EstimatorBase, scores_frame
 from sozstore.models.metrics import youden_threshold
 
@@ -501,6 +501,7 @@ class TorchEstimator(EstimatorBase):
                    batch: dict[str, Any], device: torch.device) -> torch.Tensor:
         """One optimisation step on ``batch`` (forward, loss, backward, gradient-norm clip
         at 1, optimizer step); returns the loss. ``fit`` and bench/loader.py both use it."""
+        batch = batch_to_device(batch, device)  # once, asynchronous from pinned memory
         logits, out = self._forward(net, batch, device)
         loss = self._loss(logits, out, batch, device)
         opt.zero_grad()
@@ -560,7 +561,8 @@ class TorchEstimator(EstimatorBase):
         ddp = torch.distributed.is_available() and torch.distributed.is_initialized()
         net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+        loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                             pin_memory=device.type == "cuda")
         total_steps = max(1, cfg.epochs * max(1, math.ceil(len(train_ds) / cfg.batch_size)))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps
                                                     + 1, pct_start=0.05)
@@ -574,19 +576,22 @@ class TorchEstimator(EstimatorBase):
             t0 = time.perf_counter()
             train_ds.set_epoch(epoch)
             net.train()
-            losses = []
+            # the epoch's losses add up on the device and are read once (a read per step
+            # waits for the device every step)
+            loss_sum, n_steps = _loss_accumulator(device), 0
             for b, batch in enumerate(loader):
                 if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
                     break
                 loss = self.train_step(net, opt, batch, device)
                 if sched.last_epoch < total_steps:
                     sched.step()
-                losses.append(float(loss.detach()))
+                loss_sum += loss.detach()
+                n_steps += 1
+            mean_loss = float(loss_sum) / n_steps if n_steps else float("nan")
             self.model_ = model
             score = (self._validation_auroc(validation) if has_validation and validation
-                     is not None else -float(np.mean(losses)))
-            self.history_.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses
-                                  else float("nan"), "val_auroc": score,
+                     is not None else -mean_loss)
+            self.history_.append({"epoch": epoch, "loss": mean_loss, "val_auroc": score,
                                   "seconds": time.perf_counter() - t0})
             logger.info("%s epoch %d loss %.4f val patient-AUROC %.3f", self.name, epoch,
                         self.history_[-1]["loss"], score)
@@ -622,8 +627,8 @@ class TorchEstimator(EstimatorBase):
                                                             self.config.model.items()
                                                             if k in keys}).to(device)
         opt = torch.optim.Adam(forecaster.parameters(), lr=1e-3)
-        self._pretrain_loop(dataset, opt, lambda batch: forecaster.loss(
-            batch["x"].to(device), batch["adj"].to(device), batch["mask"].to(device)),
+        self._pretrain_loop(dataset, device, opt, lambda batch: forecaster.loss(
+            batch["x"], batch["adj"], batch["mask"]),
             label="dcgru pretrain next-step")
         model.encoder.load_state_dict(  # type: ignore[union-attr]
             forecaster.encoder.state_dict())
@@ -639,34 +644,37 @@ class TorchEstimator(EstimatorBase):
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
         model.train()
-        self._pretrain_loop(dataset, opt, lambda batch: masked_reconstruction_loss(
-            model, head, batch["x"].to(device), batch["mask"].to(device),  # type: ignore[arg-type]
+        self._pretrain_loop(dataset, device, opt, lambda batch: masked_reconstruction_loss(
+            model, head, batch["x"], batch["mask"],  # type: ignore[arg-type]
             fraction=cfg.mask_fraction, generator=gen),
             label="sozformer pretrain masked-clip", clip=params)
 
-    def _pretrain_loop(self, dataset: Any, opt: torch.optim.Optimizer,
+    def _pretrain_loop(self, dataset: Any, device: torch.device, opt: torch.optim.Optimizer,
                        loss_of: Callable[[dict[str, Any]], torch.Tensor], *, label: str,
                        clip: list[torch.Tensor] | None = None) -> None:
-        """The epochs of a self-supervised task: ``loss_of(batch)`` minimised with ``opt``
-        (gradient norm clipped at 1 over ``clip`` when given); the mean loss per epoch is
-        kept in ``pretrain_history_``."""
+        """The epochs of a self-supervised task: ``loss_of(batch)`` (the batch already on
+        ``device``) minimised with ``opt`` (gradient norm clipped at 1 over ``clip`` when
+        given); the mean loss per epoch is kept in ``pretrain_history_``."""
         cfg = self.config
-        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+        loader = make_loader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                             pin_memory=device.type == "cuda")
         self.pretrain_history_ = []
         for epoch in range(cfg.pretrain_epochs):
             dataset.set_epoch(1000 + epoch)
-            losses = []
+            loss_sum, n_steps = _loss_accumulator(device), 0
             for b, batch in enumerate(loader):
                 if cfg.max_batches_per_epoch and b >= cfg.max_batches_per_epoch:
                     break
-                loss = loss_of(batch)
+                loss = loss_of(batch_to_device(batch, device))
                 opt.zero_grad()
                 loss.backward()
                 if clip is not None:
                     torch.nn.utils.clip_grad_norm_(clip, 1.0)
                 opt.step()
-                losses.append(float(loss.detach()))
-            self.pretrain_history_.append(float(np.mean(losses)) if losses else float("nan"))
+                loss_sum += loss.detach()
+                n_steps += 1
+            self.pretrain_history_.append(float(loss_sum) / n_steps if n_steps
+                                          else float("nan"))
             logger.info("%s epoch %d loss %.4f", label, epoch, self.pretrain_history_[-1])
 
     def _validation_auroc(self, validation: CohortData) -> float:
@@ -694,8 +702,9 @@ class TorchEstimator(EstimatorBase):
             ds.recordings = [r for r in ds.recordings if r.recording_id in recording_ids]
         self.model_.eval()
         sums: dict[tuple[str, str, str], list[float]] = {}
-        for batch in make_loader(ds, batch_size=self.config.batch_size):
-            logits, _ = self._forward(self.model_, batch, device)
+        for batch in make_loader(ds, batch_size=self.config.batch_size,
+                                 pin_memory=device.type == "cuda"):
+            logits, _ = self._forward(self.model_, batch_to_device(batch, device), device)
             prob = torch.sigmoid(logits).cpu().numpy()
             for i, meta in enumerate(batch["meta"]):
                 for j, channel in enumerate(meta["channels"]):
@@ -722,6 +731,13 @@ class TorchEstimator(EstimatorBase):
         self.model_.load_state_dict({k[len("model."):]: torch.from_numpy(v.copy())
                                      for k, v in arrays.items() if k.startswith("model.")})
         self.weights_ = tuple(meta.get("weights", ()))
+
+
+def _loss_accumulator(device: torch.device) -> torch.Tensor:
+    """A zero on ``device`` that an epoch's losses are added to (float64 where the device
+    has it, as the mean of the per-step Python floats it replaces was)."""
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    return torch.zeros((), dtype=dtype, device=device)
 
 
 def search_candidates(config: TorchConfig, *, seed: int) -> list[dict[str, Any]]:

@@ -29,6 +29,12 @@ process can. :func:`connect` therefore, after creating the views:
   working folder);
 * locks the configuration last, so no statement can ``SET`` any of this back.
 
+A damaged file (one DuckDB cannot open, e.g. a truncated catalog fragment) fails only its
+own table: the table's view becomes an error view (:func:`_error_view_sql`) whose queries
+stop with one line naming the file and ``sozstore verify``, and every other view still
+answers. The damaged files are found with :func:`sozstore.store.verify.file_damage` (footers
+only: the view's creation read nothing more).
+
 :func:`run_query` adds a time limit (the connection is interrupted from a timer) and reads
 the result in batches, so a result larger than the memory limit stops with a clear message
 instead of filling the process's memory (DuckDB's limit does not cover the Arrow copy).
@@ -39,7 +45,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -48,7 +54,7 @@ import pyarrow as pa
 from sozstore.store._docs import fill_doc
 from sozstore.store.catalog import SCHEMAS
 from sozstore.store.layout import CATALOG_TABLES, RESULT_TABLES
-from sozstore.store.store import Store, StoreLike
+from sozstore.store.store import PER_RECORDING, Store, StoreLike
 
 #: Time limit of one query (seconds) unless the caller gives another (None: no limit).
 DEFAULT_TIMEOUT_S = 300.0
@@ -111,6 +117,12 @@ def _glob_folder(glob: str) -> str:
 
 
 def _empty_view_sql(name: str, schema: pa.Schema) -> str:
+    cols = [f"CAST(NULL AS {t}) AS \"{col}\"" for col, t in _column_types(schema)]
+    return f"CREATE VIEW \"{name}\" AS SELECT {', '.join(cols)} WHERE false"
+
+
+def _column_types(schema: pa.Schema) -> list[tuple[str, str]]:
+    """``(name, DuckDB type)`` of each column of ``schema``, as the empty views type them."""
     cols = []
     for field in schema:
         if pa.types.is_string(field.type):
@@ -126,8 +138,55 @@ def _empty_view_sql(name: str, schema: pa.Schema) -> str:
             t = "FLOAT[]" if pa.types.is_floating(inner) else "VARCHAR[]"
         else:
             t = "VARCHAR"
-        cols.append(f"CAST(NULL AS {t}) AS \"{field.name}\"")
-    return f"CREATE VIEW \"{name}\" AS SELECT {', '.join(cols)} WHERE false"
+        cols.append((field.name, t))
+    return cols
+
+
+def _error_view_sql(name: str, message: str, schema: pa.Schema | None) -> str:
+    """A view that fails every query reading it with ``message`` (DuckDB's ``error``).
+
+    The view keeps the table's columns (``schema``; one ``error`` column when unknown), so
+    views and named queries that name them still bind. Every column and the filter call
+    ``error``: DuckDB drops unused columns (``count(*)`` would read none of them) but
+    cannot fold a filter away that calls a function with side effects.
+    """
+    fail = f"error({_sql_string(message)})"
+    cols = _column_types(schema) if schema is not None and len(schema) else [
+        ("error", "VARCHAR")]
+    listed = ", ".join(f"CAST({fail} AS {t}) AS \"{col}\"" for col, t in cols)
+    return f"CREATE VIEW \"{name}\" AS SELECT {listed} FROM range(1) WHERE {fail} IS NULL"
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, store: Store, name: str, sql: str,
+                 files: list[Path], schema: pa.Schema | None) -> bool:
+    """``CREATE VIEW name AS sql``; when DuckDB cannot read the files behind it, an error
+    view naming the first damaged one of ``files`` instead.
+
+    Returns
+    -------
+    bool
+        Whether the view reads the files (False: the error view, which reads nothing).
+
+    Raises
+    ------
+    duckdb.Error
+        When the view fails and none of ``files`` is damaged (another problem).
+    """
+    try:
+        con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
+    except duckdb.Error:
+        from sozstore.store.verify import file_damage  # zarr's import only when needed
+
+        damaged = [d for d in (file_damage(store, f, deep=False) for f in files)
+                   if d is not None]
+        if not damaged:
+            raise
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        message = (f"{store.root / damaged[0].path}: damaged {name} file "
+                   f"({damaged[0].problem}){more}; run `sozstore verify`")
+        con.execute(_error_view_sql(name, " ".join(message.split()), schema))
+        return False
+    return True
 
 
 def _read_parquet(glob: str) -> str:
@@ -182,24 +241,31 @@ def _create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     """Create the store's views; the folders they read, for ``allowed_directories``."""
     folders: list[str] = []
     for name in CATALOG_TABLES:
-        if any(store.table_dir(name).glob("**/*.parquet")):
+        files = sorted(store.table_dir(name).glob("**/*.parquet"))
+        if files:
             glob = store.table_glob(name)
-            folders.append(_glob_folder(glob))
-            con.execute(f"CREATE VIEW \"{name}\" AS {_read_parquet(glob)}")
+            sql = _read_parquet(glob)
+            if name in PER_RECORDING:
+                # a recording's rows show once its `recordings` row exists (the ETL writes
+                # it last: docs/commit-protocol.md); `recordings` is created before these
+                sql += " WHERE recording_id IN (SELECT recording_id FROM recordings)"
+            if _create_view(con, store, name, sql, files, SCHEMAS[name]):
+                folders.append(_glob_folder(glob))
         else:
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
     folders += _feature_views(con, store)
     for name in RESULT_TABLES:
-        if store.result_files(name):
+        files = store.result_files(name)
+        if files:
             glob = store.result_glob(name)
-            folders.append(_glob_folder(glob))
             sql = _read_parquet(glob)
             if name in SCHEMAS:
                 # runs written before a column was added (e.g. metrics.ci_low) read it as
                 # NULL, so named queries that use it still run on old stores
                 empty = _empty_view_sql(name, SCHEMAS[name]).split(" AS ", 1)[1]
                 sql = f"{sql} UNION ALL BY NAME ({empty})"
-            con.execute(f"CREATE VIEW \"{name}\" AS {sql}")
+            if _create_view(con, store, name, sql, files, SCHEMAS.get(name)):
+                folders.append(_glob_folder(glob))
         elif name in SCHEMAS:  # a store without runs yet still answers the named queries
             con.execute(_empty_view_sql(name, SCHEMAS[name]))
     return folders
@@ -213,8 +279,10 @@ def _feature_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
     for table in store.feature_tables().values():
         for version in table.versions:
             glob = store.feature_glob(table.name, version)
-            folders.append(_glob_folder(glob))
-            con.execute(f"CREATE VIEW \"{table.name}_v{version}\" AS {_read_parquet(glob)}")
+            schema = table.schema if version == table.version else None
+            if _create_view(con, store, f"{table.name}_v{version}", _read_parquet(glob),
+                            store.feature_files(table.name, version), schema):
+                folders.append(_glob_folder(glob))
         if table.version in table.versions:
             con.execute(f"CREATE VIEW \"{table.name}\" AS SELECT * FROM "
                         f"\"{table.name}_v{table.version}\"")

@@ -21,6 +21,21 @@ shuffle, no sharding. Why (measured by ``bench/zarr_layout.py`` on 128 channels 
   to back in whole chunks, so there is no shard to share (zarr-python#3682); a 20-hour
   64-channel recording makes 7 200 chunk files.
 
+Checksums
+---------
+Each chunk ends with a CRC-32C of its compressed bytes (zarr v3's ``crc32c`` codec, the
+last bytes-to-bytes codec: compress, then checksum what is stored), so a flipped byte or a
+truncated chunk fails its read instead of returning wrong microvolts; the read error is one
+line naming the chunk file (:class:`~sozstore.store.verify.DamagedObjectError`). Every
+chunk is written, even an all-NaN one (``write_empty_chunks``), so that a missing chunk file
+is damage too rather than silently NaN. Groups written before the checksum still read
+(their codecs are in their own metadata); ``sozstore verify`` reports them as unchecked.
+The CRC runs in hardware (google-crc32c, a dependency of zarr) over the compressed bytes:
+on a 64-channel, 5-minute, 1 kHz signal written by :class:`SignalWriter` with and without
+it, the read CPU time was 0.9-1.0x for 5-s slices of all channels and 1.13-1.24x for 60-s
+and 125-s slices (best of 3 x 40 reads each, on a loaded 2-core machine); the same store's
+bytes checked end to end by ``sozstore verify`` at about 2.6 GB/s.
+
 Attributes carry provenance: the source file's SHA-256, the sozstore version, the ETL
 parameters, the channel names in row order, the sampling rate and units.
 """
@@ -36,14 +51,23 @@ from typing import Any
 import numpy as np
 import zarr
 from numpy.typing import NDArray
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from sozstore.store.atomic import replace_dir_atomic, temporary_sibling
 
 CHUNK_CHANNELS = 64
 CHUNK_SECONDS = 10.0
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+CHECKSUM = Crc32cCodec()
+#: Bytes-to-bytes codecs of new arrays, applied in this order when writing: compress, then
+#: append the CRC-32C of the compressed bytes (checked first when reading).
+STORED_CODECS = (COMPRESSOR, CHECKSUM)
 DATA = "data"
+
+
+def has_checksums(array: zarr.Array) -> bool:
+    """Whether ``array``'s chunks end with a CRC-32C (groups written since checksums were added)."""
+    return any(isinstance(codec, Crc32cCodec) for codec in array.compressors)
 
 
 class SignalWriter:
@@ -77,8 +101,10 @@ class SignalWriter:
         self.array = group.create_array(
             DATA, shape=(n_channels, n_samples),
             chunks=(min(CHUNK_CHANNELS, max(n_channels, 1)), self.chunk_t),
-            dtype="float32", compressors=COMPRESSOR, fill_value=np.nan,
+            dtype="float32", compressors=STORED_CODECS, fill_value=np.nan,
             dimension_names=("channel", "time"),
+            # every chunk on disk, so that a missing chunk file reads as damage, not as NaN
+            config={"write_empty_chunks": True},
         )
         self.group = group
         self.written = 0
@@ -142,8 +168,15 @@ class SignalReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
-        array = self.group[DATA]
+        try:
+            self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
+            array = self.group[DATA]
+        except (ValueError, KeyError, TypeError) as err:
+            # a missing group stays FileNotFoundError; what is left is damaged metadata
+            from sozstore.store.verify import DamagedObjectError, one_line
+
+            raise DamagedObjectError(f"{self.path / 'zarr.json'}: unreadable Zarr metadata "
+                                     f"({one_line(err)})") from err
         if not isinstance(array, zarr.Array):
             raise ValueError(f"{self.path}: {DATA!r} is not an array")
         self.array: zarr.Array = array
@@ -173,20 +206,63 @@ class SignalReader:
         """Samples ``[start, stop)`` of the given channels (all by default), (n_ch, n)."""
         start, stop = max(0, int(start)), min(self.n_samples, int(stop))
         idx = self.channel_indices(channels)
-        if channels is None:
-            block = self.array[:, start:stop]
-        elif (hi := max(idx) + 1) - (lo := min(idx)) == len(idx) and idx == sorted(idx):
-            block = self.array[lo:hi, start:stop]
-        else:
-            block = self.array.get_orthogonal_selection((np.asarray(idx), slice(start, stop)))
+        try:
+            if channels is None:
+                block = self.array[:, start:stop]
+            elif (hi := max(idx) + 1) - (lo := min(idx)) == len(idx) and idx == sorted(idx):
+                block = self.array[lo:hi, start:stop]
+            else:
+                block = self.array.get_orthogonal_selection((np.asarray(idx),
+                                                             slice(start, stop)))
+        except Exception as err:
+            # re-raised below unless a chunk of the selection is found damaged
+            damaged = self._damaged_chunk_error(idx, start, stop)
+            if damaged is None:
+                raise
+            raise damaged from err
         # zarr types a selection loosely; the store's arrays are float32 (no copy here)
         return np.asarray(block, dtype=np.float32)
+
+    def _damaged_chunk_error(self, rows: Sequence[int], start: int, stop: int
+                             ) -> Exception | None:
+        """After a failed read: the one-line error naming the first damaged chunk of the
+        selection (rows ``rows``, samples ``[start, stop)``), None when every chunk is
+        intact (the failure was something else)."""
+        from sozstore.store.verify import DamagedObjectError, chunk_problem
+
+        chunk_rows, chunk_t = self.array.chunks
+        for coords in chunks_of_selection(rows, start, stop, (chunk_rows, chunk_t)):
+            problem = chunk_problem(self.array, self.path / DATA, coords, deep=True)
+            if problem is None:
+                continue
+            row0, t0 = coords[0] * chunk_rows, coords[1] * chunk_t
+            row1 = min(row0 + chunk_rows, len(self.channels))
+            chunk_file = self.path / DATA / self.array.metadata.encode_chunk_key(coords)
+            what = self.attrs.get("recording_id", self.path.stem)
+            return DamagedObjectError(
+                f"{chunk_file}: damaged signal chunk of recording {what} (channels "
+                f"{self.channels[row0]}..{self.channels[row1 - 1]}, "
+                f"{t0 / self.sfreq:g}-{(t0 + chunk_t) / self.sfreq:g} s): {problem}; "
+                f"`sozstore verify` lists what depends on it")
+        return None
 
     def read(self, tmin: float, tmax: float, channels: Sequence[str] | None = None
              ) -> NDArray[np.float32]:
         """Seconds ``[tmin, tmax)`` of the given channels, shape (n_channels, n_samples)."""
         return self.read_samples(int(round(tmin * self.sfreq)), int(round(tmax * self.sfreq)),
                                  channels)
+
+
+def chunks_of_selection(rows: Sequence[int], start: int, stop: int,
+                        chunks: tuple[int, int]) -> list[tuple[int, int]]:
+    """The (row chunk, time chunk) coordinates that a read of ``rows`` x ``[start, stop)``
+    touches, for chunks of shape ``chunks``, in row-major order."""
+    chunk_rows, chunk_t = chunks
+    if stop <= start or not rows:
+        return []
+    row_chunks = sorted({int(r) // chunk_rows for r in rows})
+    return [(rc, tc) for rc in row_chunks
+            for tc in range(start // chunk_t, (stop - 1) // chunk_t + 1)]
 
 
 def open_signals(path: str | Path) -> SignalReader:

@@ -14,11 +14,19 @@ Layout
       results/<table>/run=<run_id>/part.parquet               runs, folds, predictions, metrics
       results/checkpoints/<run_id>/<fold>.safetensors|.json
       results/reports/<run_id>/index.html                     (and reports/generalisation/)
+      _leases/<owner>.lease                                   a running run's lease
+      _locks/<name>.lock                                      a held writer lock (site=<site>)
 
 Catalog tables are hive-partitioned by site and subject (the natural unit of deletion and of
 patient-wise splits). Partition columns are also stored inside the files, so one file read on
 its own is complete. Per-recording tables (``recordings``, ``channels``, ``events``) hold one
 file per recording, named by its id: one recording's ETL task writes only its own files.
+
+What readers see (docs/commit-protocol.md): a recording exists once its ``recordings`` row
+exists (the ETL writes it last), so :meth:`Store.scan` shows a ``channels`` or ``events``
+file only beside its recording's ``recordings`` file; feature partitions and site tables
+are single files, replaced atomically. Writers take the locks and leases of
+:mod:`sozstore.store.locks`.
 
 Everything else in the package receives a :class:`Store`: public entry points accept a
 :data:`StoreLike` and call :meth:`Store.open` once, which is where a location becomes a
@@ -55,10 +63,15 @@ import pyarrow.parquet as pq
 from sozstore.store.atomic import TMP_MARK, temporary_sibling, write_bytes_atomic
 from sozstore.store.catalog import SCHEMAS
 from sozstore.store.layout import CATALOG_TABLES, RESULT_TABLES, safe_component
+from sozstore.store.locks import writer_locks
 
 FEATURE_MANIFEST = "_tables.json"
 _MANIFEST_FORMAT = "sozstore-feature-tables-1"
 _STAGING = "_staging"
+#: The writer lock of the feature manifest (read-modify-write by any run).
+MANIFEST_LOCK = "features-manifest"
+#: Catalog tables whose rows belong to one recording and show only once it is committed.
+PER_RECORDING = ("channels", "events")
 
 
 def _root_of(location: str | os.PathLike[str]) -> Path:
@@ -201,6 +214,18 @@ class Store:
         """One file of a catalog table (``subject`` None: a site-level file, ``sites``)."""
         return self.partition(table, site, subject) / f"{safe_component(name)}.parquet"
 
+    def committed_files(self, table: str, files: list[Path]) -> list[Path]:
+        """The files of ``files`` (of catalog table ``table``) that readers may see.
+
+        A ``channels`` or ``events`` file shows only beside its recording's ``recordings``
+        file (same partition, same name): the ETL writes that one last, as the recording's
+        commit. Other tables' files are shown as they are.
+        """
+        if table not in PER_RECORDING:
+            return files
+        table_dir, recordings_dir = self.table_dir(table), self.table_dir("recordings")
+        return [f for f in files if (recordings_dir / f.relative_to(table_dir)).exists()]
+
     def table_glob(self, table: str) -> str:
         """Glob of every file of a catalog table."""
         return str(self.table_dir(table) / "**" / "*.parquet")
@@ -294,11 +319,17 @@ class Store:
         bool
             Whether the manifest changed.
         """
-        entries = self._read_manifest()
-        for name, (version, schema) in tables.items():
+        for name in tables:
             self.feature_dir(name)  # checks the name
-            entries[name] = _manifest_entry(int(version), schema)
-        return self._write_manifest(entries)
+        wanted = {name: _manifest_entry(int(version), schema)
+                  for name, (version, schema) in tables.items()}
+        entries = self._read_manifest()
+        if all(entries.get(name) == entry for name, entry in wanted.items()):
+            return False  # nothing to write, so no lock to take (the common re-run)
+        with writer_locks(self.root, [MANIFEST_LOCK], what="update the feature manifest"):
+            entries = self._read_manifest()
+            entries.update(wanted)
+            return self._write_manifest(entries)
 
     def feature_tables(self) -> dict[str, FeatureTable]:
         """Every feature table of the store: declared ones and those found on disk."""
@@ -343,13 +374,14 @@ class Store:
         trash = temporary_sibling(path)
         os.replace(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
-        entries = self._read_manifest()
-        entry = entries.get(table)
-        left = self.feature_versions(table)
-        if entry is not None and int(entry["version"]) == version and left:  # type: ignore[call-overload]
-            schema = pq.read_schema(self.feature_files(table, left[-1])[0]).remove_metadata()
-            entries[table] = _manifest_entry(left[-1], schema)
-            self._write_manifest(entries)
+        with writer_locks(self.root, [MANIFEST_LOCK], what="update the feature manifest"):
+            entries = self._read_manifest()
+            entry = entries.get(table)
+            left = self.feature_versions(table)
+            if entry is not None and int(entry["version"]) == version and left:  # type: ignore[call-overload]
+                schema = pq.read_schema(self.feature_files(table, left[-1])[0]).remove_metadata()
+                entries[table] = _manifest_entry(left[-1], schema)
+                self._write_manifest(entries)
         return path
 
     # ----------------------------------------------------------------------- results
@@ -444,7 +476,7 @@ class Store:
                 raise ValueError(f"catalog table {table!r}: give the site of subject {subject!r}")
             folder = self.table_dir(table) if site is None else self.partition(table, site,
                                                                                subject)
-            files = sorted(folder.glob("**/*.parquet"))
+            files = self.committed_files(table, sorted(folder.glob("**/*.parquet")))
             if not files:
                 return _empty(SCHEMAS[table])
             return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
@@ -480,9 +512,18 @@ class Store:
 
     def read(self, table: str, *, version: int | None = None, run_id: str | None = None,
              site: str | None = None, subject: str | None = None) -> pl.DataFrame:
-        """Read a table into memory (see :meth:`scan` for the options)."""
-        return self.scan(table, version=version, run_id=run_id, site=site,
-                         subject=subject).collect()
+        """Read a table into memory (see :meth:`scan` for the options).
+
+        A file listed by the scan may be removed before it is read (a recording being
+        re-ingested is un-committed first: docs/commit-protocol.md); the table is then
+        listed and read once more.
+        """
+        try:
+            return self.scan(table, version=version, run_id=run_id, site=site,
+                             subject=subject).collect()
+        except (FileNotFoundError, pl.exceptions.ComputeError):
+            return self.scan(table, version=version, run_id=run_id, site=site,
+                             subject=subject).collect()
 
 
 #: What public entry points accept as a store: a :class:`Store` or its root folder.

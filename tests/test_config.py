@@ -216,3 +216,25 @@ def test_shipped_configs_match_the_schema(path: Path) -> None:
     config = SiteConfig.model_validate(data)
     assert config.name == path.stem
     assert set(data) <= set(site_config_json_schema()["properties"])
+
+
+def test_limits_and_outside_root_defaults(tmp_path: Path) -> None:
+    """Issue 11: what a header may claim, the time budget and the root rule have defaults
+    and are range-checked (probes in test_hardening_input.py)."""
+    cfg = load_site_config(write(tmp_path, MINIMAL))
+    assert (cfg.limits.min_source_sfreq_hz, cfg.limits.max_source_sfreq_hz,
+            cfg.limits.max_duration_h, cfg.limits.time_budget_s) == (10.0, 1e5, 168.0, 21600.0)
+    assert cfg.layout.allow_outside_root is False
+    assert "limits" not in cfg.fingerprint_params()
+    with pytest.raises(SiteConfigError, match=r"`flat_threshold_uv` must be >= 0"):
+        load_site_config(write(tmp_path, "flat_threshold_uv = -0.5\n" + MINIMAL))
+
+
+def test_site_patterns_compare_and_print_like_re(tmp_path: Path) -> None:
+    text = MINIMAL + "[[events.rules]]\nkind = 'onset'\npattern = '(?i)^sz'\n"
+    first = load_site_config(write(tmp_path, text))
+    second = load_site_config(write(tmp_path, text))
+    assert first.events == second.events and hash(first.events) == hash(second.events)
+    assert repr(first.events.rules[0].pattern) == "re.compile('(?i)^sz', re.IGNORECASE)"
+    assert first.events.rules[0].pattern.search("SZ onset") is not None
+    assert first.model_dump(mode="json")["events"]["rules"][0]["pattern"] == "(?i)^sz"

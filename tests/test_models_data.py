@@ -146,3 +146,65 @@ def test_channel_table_joins_labels(phantom_store: tuple[Path, Path]) -> None:
     table = channel_table(store)
     assert table["soz"].sum() > 0
     assert {"spike_rate", "ripple_rate", "wpt_rel_0", "log_gamma"} <= set(table.columns)
+
+
+def test_persistent_workers_follow_set_epoch(phantom_store: tuple[Path, Path]) -> None:
+    # the loader's workers start once and hold a pickled copy of the dataset: each epoch
+    # must still be exactly the windows that set_epoch drew for it
+    store, _ = phantom_store
+    recs = recording_table(store)
+    ds = ClipSequenceDataset(store, recs, n_clips=4, seed=3)
+    loader = make_loader(ds, batch_size=3, num_workers=2)
+    epochs, pids = [], []
+    for epoch in (0, 1, 0):
+        ds.set_epoch(epoch)
+        seen = Counter()
+        for batch in loader:
+            seen.update((m["recording_id"], m["start"]) for m in batch["meta"])
+        pids.append([w.pid for w in loader._iterator._workers])  # type: ignore[union-attr]
+        expected = Counter((recs[u.recording].recording_id, u.start) for u in ds.units())
+        assert seen == expected
+        epochs.append(seen)
+    assert epochs[0] != epochs[1] and epochs[0] == epochs[2]
+    assert len(pids[0]) == 2 and pids[0] == pids[1] == pids[2]  # started once
+
+
+def test_byte_bounded_cache_keeps_within_budget() -> None:
+    from sozstore.models.inputs import ByteBoundedCache
+
+    cache = ByteBoundedCache(max_bytes=3000)
+    built: list[str] = []
+
+    def build(key: str, n: int) -> np.ndarray:
+        built.append(key)
+        return np.zeros(n, dtype=np.uint8)
+
+    for key in ("a", "b", "c"):
+        cache.get(key, lambda k=key: build(k, 1000))
+    cache.get("a", lambda: build("a", 1000))        # a hit, and now the most recent
+    cache.get("d", lambda: build("d", 1000))        # b (least recent) leaves
+    assert cache.nbytes == 3000 and len(cache) == 3
+    cache.get("a", lambda: build("a", 1000))
+    cache.get("b", lambda: build("b", 1000))
+    assert built == ["a", "b", "c", "d", "b"]
+    big = cache.get("big", lambda: build("big", 5000))   # over the budget: returned, not kept
+    assert big.nbytes == 5000 and cache.nbytes <= 3000 and len(cache) == 3
+    tuple_cache = ByteBoundedCache(max_bytes=10_000)
+    tuple_cache.get("t", lambda: (np.zeros(10, np.float32), np.zeros(10, bool)))
+    assert tuple_cache.nbytes == 50
+
+
+def test_collate_pads_once_with_the_fill_values() -> None:
+    clip = [{"x": torch.randn(c, 3, 2), "valid": torch.rand(c, 3) > 0.5, "y": torch.rand(c),
+             "meta": {"c": c}} for c in (2, 4)]
+    out = collate_padded(clip)
+    assert out["x"].shape == (2, 4, 3, 2) and out["valid"].dtype == torch.bool
+    assert torch.equal(out["x"][0, :2], clip[0]["x"]) and (out["x"][0, 2:] == 0).all()
+    assert torch.isnan(out["y"][0, 2:]).all() and torch.equal(out["y"][1], clip[1]["y"])
+    assert not out["valid"][0, 2:].any() and out["mask"].tolist() == [[True, True, False,
+                                                                        False], [True] * 4]
+    graph = [{"x": torch.randn(3, c, 2), "adj": torch.randn(3, c, c), "y": torch.rand(c),
+              "meta": {}} for c in (3, 1)]
+    g = collate_padded(graph)
+    assert g["x"].shape == (2, 3, 3, 2) and g["adj"].shape == (2, 3, 3, 3)
+    assert torch.equal(g["adj"][1, :, :1, :1], graph[1]["adj"]) and (g["adj"][1, :, 1:] == 0).all()

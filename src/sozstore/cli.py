@@ -34,6 +34,7 @@ from sozstore.console import (
     print_feature_report,
 )
 from sozstore.errors import UserError
+from sozstore.store.locks import LOCK_WAIT_S
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="sozstore: multi-site SEEG store, feature tables and SOZ model zoo.")
@@ -72,6 +73,12 @@ VerboseOpt = Annotated[bool, typer.Option(
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Only errors: no progress bars, no log lines.", callback=_set_quiet,
     expose_value=False, is_eager=True)]
+LockWaitOpt = Annotated[float, typer.Option(
+    "--lock-wait", min=0, help="Seconds to wait while another run writes the same site "
+                               "(see docs/commit-protocol.md).")]
+DeepCheckOpt = Annotated[bool, typer.Option(
+    "--deep-check", help="Re-read every stored byte of what looks up to date and re-create "
+                         "anything damaged (default: a quick check of files and footers).")]
 StoreOpt = Annotated[Path, typer.Option(
     "--store", envvar="SOZSTORE_STORE", help="Store root (or set SOZSTORE_STORE).")]
 RunOpt = Annotated[str, typer.Option(
@@ -193,6 +200,8 @@ def etl(
     progress: Annotated[bool, typer.Option(help="Progress bar per recording.")] = True,
     with_features: Annotated[bool, typer.Option(
         "--features/--no-features", help="Compute the default feature sets at the end.")] = True,
+    lock_wait: LockWaitOpt = LOCK_WAIT_S,
+    deep_check: DeepCheckOpt = False,
     verbose: VerboseOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Ingest one site's recordings into the store (created if missing), then compute the
@@ -206,7 +215,8 @@ def etl(
 
     config = load_site_config(site, root=root)
     done = ingest_site(config, store, workers=workers, progress=_progress(progress),
-                       features=with_features)
+                       features=with_features, lock_wait_s=lock_wait,
+                       deep_check=deep_check)
     print_etl_report(done.etl)
     if report is not None:
         report.write_text(json.dumps(done.etl.to_dict(), indent=2))
@@ -304,6 +314,8 @@ def features(
     remove: Annotated[str | None, typer.Option(
         help="Remove one stored version, NAME@VERSION (e.g. spikes@1).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+    lock_wait: LockWaitOpt = LOCK_WAIT_S,
+    deep_check: DeepCheckOpt = False,
     verbose: VerboseOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Compute versioned feature tables from the store's signals (or --list / --remove)."""
@@ -330,7 +342,8 @@ def features(
     report = compute_features(store, sets=set_.split(",") if set_ else None, site=site,
                               subject=subject, workers=workers, clip_s=clip_s,
                               progress=_progress(progress),
-                              threads=threads or default_threads())
+                              threads=threads or default_threads(),
+                              lock_wait_s=lock_wait, deep_check=deep_check)
     print_feature_report(report)
     raise typer.Exit(report.exit_code)
 
@@ -611,6 +624,34 @@ def demo(
                     cv=cv, leave_site_out=leave_site_out, models=chosen, full_size=full_size,
                     progress=not _state["quiet"])
     raise typer.Exit(code)
+
+
+@app.command()
+@_user_errors
+def verify(
+    store: StoreOpt,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Check metadata, footers and that every chunk exists, without "
+                        "reading the data (misses flipped bytes).")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file.")] = None,
+    verbose: VerboseOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Check every signal chunk and table file of the store against its checksum; list each
+    damaged object with its path, what depends on it and how to re-create it.
+
+    Exit code: 0 nothing damaged (objects written before checksums are listed as unchecked),
+    1 something is damaged, 2 no store.
+    """
+    from sozstore.store.verify import verify_store
+
+    report = verify_store(_existing_store(store), deep=not quick)
+    if fmt == "table" and out is None:
+        for line in report.lines():
+            info(line)
+    else:
+        emit_table(report.to_frame(), fmt, out=out)
+    raise typer.Exit(report.exit_code)
 
 
 config_app = typer.Typer(no_args_is_help=True,

@@ -81,6 +81,8 @@ def print_feature_report(report: FeatureReport) -> None:
          f"{len(report.up_to_date)} up to date, {len(report.failed)} failed; "
          f"{report.channel_hours:.2f} channel-hours in {report.seconds:.1f} s "
          f"({rate:.2f} channel-hours/s)")
+    for line in report.repaired:
+        info(f"repaired {line}")
     for line in report.failed:
         info(f"FAILED features {line}")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sozstore.store._docs import fill_doc
+from sozstore.store.locks import LOCK_WAIT_S
 
 if TYPE_CHECKING:
     from sozstore.etl.config import SiteConfig
@@ -36,7 +37,8 @@ class SiteIngest:
 
 @fill_doc
 def ingest_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
-                progress: bool = True, features: bool = True) -> SiteIngest:
+                progress: bool = True, features: bool = True,
+                lock_wait_s: float = LOCK_WAIT_S, deep_check: bool = False) -> SiteIngest:
     """Ingest one site's recordings, then compute its default feature sets.
 
     Parameters
@@ -51,6 +53,11 @@ def ingest_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
     features : bool
         Compute the default feature sets for this site after the ETL. Skipped when nothing
         was ingested.
+    lock_wait_s : float
+        Seconds to wait while another run writes the same site (docs/commit-protocol.md).
+    deep_check : bool
+        Re-read every stored byte of recordings and partitions that look up to date, so a
+        flipped byte is found and re-created (default: metadata, footers and chunk files).
 
     Returns
     -------
@@ -62,9 +69,11 @@ def ingest_site(config: SiteConfig, store: StoreLike, *, workers: int = 1,
     from sozstore.store import Store
 
     store = Store.open(store)
-    report = run_site(config, store, workers=workers, progress=progress)
+    report = run_site(config, store, workers=workers, progress=progress,
+                      lock_wait_s=lock_wait_s, deep_check=deep_check)
     feats = None
     if features and report.exit_code < 2:
         feats = compute_features(store, site=config.name, workers=workers, progress=progress,
-                                 threads=default_threads())
+                                 threads=default_threads(), lock_wait_s=lock_wait_s,
+                                 deep_check=deep_check)
     return SiteIngest(report, feats)
