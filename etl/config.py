@@ -42,8 +42,9 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import numpy as np
 import regex
@@ -64,6 +65,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from sozstore.etl.outcome import is_outcome_value
 
 #: Base sampling rate of the store when a site does not say (Hz): every recording is stored
 #: at a whole multiple of it (see :meth:`SiteConfig.store_rate`), so models that decimate
@@ -233,6 +236,32 @@ class _Table(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Keys added after stores were written: repr() leaves them out while they hold their
+    #: default, because ``inputs_fingerprint`` (etl/pipeline.py) hashes the repr of some
+    #: tables and a config that does not use a new key must not re-ingest its recordings.
+    _REPR_IF_NOT_DEFAULT: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            if name in self._REPR_IF_NOT_DEFAULT and name is not None \
+                    and value == fields[name].get_default(call_default_factory=True):
+                continue
+            yield name, value
+
+
+#: ``[layout]`` keys each layout kind reads (discover.py, labels.py, pipeline.py); any
+#: other key set in a site's ``[layout]`` is an error, not silently ignored (issue 12).
+#: ``extensions`` is accepted for a manifest (which lists its files) because the phantom's
+#: manifest site writes it (src/sozstore/phantom/sites.py).
+LAYOUT_KEYS: dict[str, frozenset[str]] = {
+    "bids": frozenset({"kind", "root", "participants", "extensions", "subjects", "sessions",
+                       "tasks", "acquisitions"}),
+    "manifest": frozenset({"kind", "root", "participants", "extensions", "manifest",
+                           "file_column", "subject_column", "recording_column", "task_column",
+                           "bad_column", "manifest_delimiter", "allow_outside_root"}),
+}
+
 
 # ------------------------------------------------------------------------------ tables
 class LayoutConfig(_Table):
@@ -263,7 +292,8 @@ class LayoutConfig(_Table):
         default=None, description="Manifest column: the recording's name within its subject.")
     task_column: Text | None = Field(default=None, description="Manifest column: the task.")
     bad_column: Text | None = Field(
-        default=None, description="Manifest column: bad contacts in range notation.")
+        default=None, description="Manifest column: bad contacts in range notation (manifest "
+                          "layout; for channels.tsv see channels.bad_column).")
     manifest_delimiter: Text = Field(default=",", description="The manifest's field delimiter.")
     allow_outside_root: Flag = Field(
         default=False,
@@ -278,9 +308,15 @@ class LayoutConfig(_Table):
         return root
 
     @model_validator(mode="after")
-    def _manifest_layout_has_manifest(self) -> LayoutConfig:
+    def _keys_fit_the_layout_kind(self) -> LayoutConfig:
         if self.kind == "manifest" and not self.manifest:
             raise _KeyProblem(("manifest",), "is required when layout.kind = 'manifest'")
+        unused = sorted(self.model_fields_set - LAYOUT_KEYS[self.kind])
+        if unused:
+            hint = (" (channels.tsv bad flags: channels.bad_column)"
+                    if "bad_column" in unused else "")
+            raise _KeyProblem((unused[0],), f"is not used by layout.kind = {self.kind!r}"
+                              f"{hint}")
         return self
 
 
@@ -302,6 +338,16 @@ class ChannelConfig(_Table):
                         "name gives its type.")
     default_type: ChannelType = Field(
         default="seeg", description="Type of a channel that no other rule types.")
+    bad_column: Text | None = Field(
+        default=None,
+        description="channels.tsv column flagging bad channels (bids layout), besides "
+                    "`status`: a channel is bad if either says so.")
+    bad_values: LowerTexts = Field(
+        default=("1", "1.0", "true", "yes", "bad"),
+        description="Values of `bad_column` meaning bad (case-insensitive).")
+
+    # added with issue 12: a config without them keeps its inputs fingerprint
+    _REPR_IF_NOT_DEFAULT = frozenset({"bad_column", "bad_values"})
 
 
 class LabelSource(_Table):
@@ -400,11 +446,20 @@ class OutcomeConfig(_Table):
     outcome_column: Text | None = Field(default=None, description="Column with free-text outcome.")
     engel_column: Text | None = Field(default=None, description="Column with the Engel class.")
     ilae_column: Text | None = Field(default=None, description="Column with the ILAE class.")
+    value_map: dict[str, Text] = Field(
+        default_factory=dict,
+        description="Raw value (case-insensitive) -> outcome text, applied to every outcome "
+                    "column before parsing; targets are an Engel class (`Engel I`, `1A`), "
+                    "an ILAE class (`ILAE 2`), or `S`, `F`, `NR` (seizure free, not, not "
+                    "operated). Empty and `n/a` cells are unknown before any mapping.")
 
     @model_validator(mode="after")
     def _external_has_path(self) -> OutcomeConfig:
         if self.table == "external" and self.path is None:
             raise _KeyProblem(("path",), "is required when outcome.table = 'external'")
+        for raw, target in self.value_map.items():
+            if not is_outcome_value(target):
+                raise _KeyProblem(("value_map", raw), f"is not an outcome value: {target!r}")
         return self
 
 
@@ -498,6 +553,9 @@ class SiteConfig(_Table):
         if self.store_sfreq_max < self.store_sfreq:
             raise _KeyProblem(("store_sfreq_max",), f"must be within store_sfreq.."
                               f"{MAX_STORE_SFREQ:g} Hz; got {self.store_sfreq_max}")
+        if self.channels.bad_column is not None and self.layout.kind != "bids":
+            raise _KeyProblem(("channels", "bad_column"), "is not used by layout.kind = "
+                              f"{self.layout.kind!r} (manifest bad channels: layout.bad_column)")
         for i, label in enumerate(self.labels):
             if label.kind == "manifest" and self.layout.kind != "manifest":
                 raise _KeyProblem(("labels", i, "kind"),

@@ -21,6 +21,7 @@ from mne_bids import get_entities_from_fname
 from sozstore._logging import logger
 from sozstore.etl._docs import fill_doc
 from sozstore.etl.config import SiteConfig
+from sozstore.etl.readers import format_extension
 from sozstore.etl.tables import read_rows, strip_bids_prefix
 from sozstore.store.layout import safe_component
 
@@ -147,10 +148,11 @@ def _discover_bids(config: SiteConfig, skipped: list[str]) -> list[RecordingSpec
     root = lay.root
     specs = []
     for path in sorted(root.glob("sub-*/**/*")):
-        suffix = path.suffix.lower()
-        if suffix not in lay.extensions or not path.is_file():
+        # the extension that names the format (".fif.gz", not ".gz"), else the last one
+        ext = format_extension(path) or path.suffix.lower()
+        if ext not in lay.extensions or not path.is_file():
             continue
-        stem = path.name[: -len(path.suffix)]
+        stem = path.name[: -len(ext)]
         modality = next((m for m in SIGNAL_SUFFIXES if stem.endswith(m)), None)
         if modality is None:
             continue

@@ -131,6 +131,11 @@ def derive_labels(spec: RecordingSpec, keys: Sequence[ChannelKey], config: SiteC
             bad[i] = True
             why = row.get("status_description")
             bad_reason[i] = "status=bad" + (f" ({why})" if why else "")
+        elif row is not None and cfg.bad_column is not None \
+                and (row.get(cfg.bad_column) or "").lower() in cfg.bad_values:
+            # ds005398 keeps `status` good and flags bad contacts in a 0/1 column (issue 12)
+            bad[i] = True
+            bad_reason[i] = f"{cfg.bad_column}={row[cfg.bad_column]}"
     if config.layout.bad_column and spec.manifest_row.get(config.layout.bad_column):
         listed = expand_contacts(spec.manifest_row[config.layout.bad_column])
         matched, missing = match_contacts(listed, keys, cfg)

@@ -650,6 +650,7 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: StoreLike, 
         store = Store.open(store)
         fingerprint = fingerprint or inputs_fingerprint(spec, config)
         rec = open_recording(spec.path, limits=config.limits)
+        messages.extend(rec.warnings)  # e.g. channels recorded at another rate (mixed-rate EDF)
         source = _read_channels(spec, rec, config, messages)
         labels = _label_channels(spec, source, config, messages)
         events = _recording_events(spec, rec, source.events_rows, config, messages)
@@ -697,7 +698,8 @@ def _outcome_rows(config: SiteConfig, specs: list[RecordingSpec]) -> dict[str, d
             out.setdefault(s.subject, normalise_outcome(
                 row.get(oc.outcome_column) if oc.outcome_column else None,
                 row.get(oc.engel_column) if oc.engel_column else None,
-                row.get(oc.ilae_column) if oc.ilae_column else None).__dict__)
+                row.get(oc.ilae_column) if oc.ilae_column else None,
+                value_map=oc.value_map).__dict__)
         return out
     path = oc.path if oc.table == "external" else (
         config.layout.root / config.layout.participants if config.layout.participants else None)
@@ -711,7 +713,8 @@ def _outcome_rows(config: SiteConfig, specs: list[RecordingSpec]) -> dict[str, d
         out[subject] = normalise_outcome(
             subject_row.get(oc.outcome_column) if oc.outcome_column else None,
             subject_row.get(oc.engel_column) if oc.engel_column else None,
-            subject_row.get(oc.ilae_column) if oc.ilae_column else None).__dict__
+            subject_row.get(oc.ilae_column) if oc.ilae_column else None,
+            value_map=oc.value_map).__dict__
     return out
 
 

@@ -4,10 +4,14 @@ Nothing from the file's header that identifies a person or a date (patient and r
 fields, birth date, measurement date) is returned: callers get channel names, types, the
 sampling rate, the sample count, annotations relative to the file start and a lazy reader.
 
+Every format MNE's ``mne.io.read_raw`` reads is opened through it (issue 12): the
+extensions come from MNE's own table (:func:`supported_formats`), not a list kept here.
 What a header claims is checked against the site's ``[limits]`` (sampling rate, duration)
-and, for EDF/BDF, against the file's size, before any sample is read; a recording's reads
-stop at its time budget (issue 11: a 1-MB file whose header claimed 0.005 Hz ran for
-minutes and blocked the site).
+for every format and, for EDF/BDF, against the file's size, before any sample is read; a
+recording's reads stop at its time budget (issue 11: a 1-MB file whose header claimed
+0.005 Hz ran for minutes and blocked the site). EDF/BDF files whose signals have different
+sampling rates are read at the highest rate (MNE's reader upsamples the others) with a
+warning naming those channels; discontinuous EDF+D/BDF+D files are refused.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import io
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mne
@@ -26,7 +30,31 @@ from numpy.typing import NDArray
 
 from sozstore.etl.config import LimitsConfig
 
-FORMATS = {".edf": "edf", ".bdf": "bdf", ".vhdr": "brainvision", ".fif": "fif"}
+#: The readers used when MNE's table of readers cannot be consulted (its location is
+#: private to MNE): the formats this module dispatched before issue 12.
+_FALLBACK_FORMATS = {".edf": "edf", ".bdf": "bdf", ".vhdr": "brainvision", ".fif": "fif"}
+
+
+def supported_formats() -> dict[str, str]:
+    """The extensions MNE's ``mne.io.read_raw`` reads, each with a format name.
+
+    Returns
+    -------
+    dict of str to str
+        Lower-case extension with its dot (``".edf"``, ``".fif.gz"``, ``".lay"``) to the
+        lower-case name(s) of MNE's reader(s) for it, ``/``-joined where MNE tries several
+        (``".dat"``: ``"curry/bci2k"``).
+    """
+    try:
+        from mne.io._read_raw import _get_supported
+        table = _get_supported()
+    except (ImportError, AttributeError):  # MNE moved its private table: keep the old four
+        return dict(_FALLBACK_FORMATS)
+    return {ext.lower(): "/".join(name.lower() for name in readers)
+            for ext, readers in table.items()}
+
+
+FORMATS = supported_formats()
 
 
 class RecordingError(Exception):
@@ -40,7 +68,11 @@ class RecordingError(Exception):
 
 @dataclass
 class SourceRecording:
-    """A lazily opened source recording."""
+    """A lazily opened source recording.
+
+    ``warnings`` holds one line per thing the caller should report about how the file was
+    read (channels read at another sampling rate than they were recorded at).
+    """
 
     path: Path
     format: str
@@ -53,6 +85,8 @@ class SourceRecording:
     deadline: float | None = None
     #: The time budget the deadline came from (s), for the message.
     time_budget_s: float | None = None
+    #: Lines to report with the recording (not errors).
+    warnings: list[str] = field(default_factory=list)
 
     def read(self, start: int, stop: int) -> NDArray[np.float64]:
         """Samples ``[start, stop)`` of all channels in microvolts, (n_channels, n).
@@ -108,36 +142,36 @@ def open_recording(path: str | Path, *, limits: LimitsConfig | None = None) -> S
     Raises
     ------
     RecordingError
-        Missing, empty, unknown format, unreadable header, no signal channels, zero samples,
-        a file shorter than its header says, or a header claiming a sampling rate or
-        duration outside ``limits`` (EDF/BDF: checked from the header bytes, before MNE).
+        Missing, empty, a format MNE does not read, a BrainVision ``.eeg`` data file
+        (open its ``.vhdr``), a discontinuous EDF+D/BDF+D file, unreadable header, no
+        signal channels, zero samples, a file shorter than its header says, or a header
+        claiming a sampling rate or duration outside ``limits`` (EDF/BDF: checked from
+        the header bytes, before MNE).
     """
     limits = limits or LimitsConfig()
     started = time.monotonic()
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise RecordingError(path, f"unsupported format {path.suffix!r} "
-                                   f"(supported: {', '.join(sorted(FORMATS))})")
+    ext = format_extension(path)
+    if ext is None:
+        raise RecordingError(path, f"unsupported format {path.suffix.lower()!r}: MNE reads "
+                                   f"{', '.join(sorted(FORMATS))}")
+    fmt = FORMATS[ext]
     if not path.exists():
         raise RecordingError(path, "file not found")
     if path.stat().st_size == 0:
         raise RecordingError(path, "empty file (0 bytes)")
+    if ext == ".eeg" and path.with_suffix(".vhdr").exists():
+        # MNE reads ".eeg" as Nihon Kohden; beside a .vhdr it is BrainVision's data file
+        raise RecordingError(path, "BrainVision data file: list its .vhdr header instead")
+    mixed_rates: list[str] = []
     if fmt in ("edf", "bdf"):
-        _check_edf_header(path, limits)
+        mixed_rates = _check_edf_header(path, limits)
     log_level = mne.set_log_level("ERROR", return_old_level=True)
     try:
         with warnings.catch_warnings(record=True) as caught, \
                 contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("always")
-            if fmt == "edf":
-                raw = mne.io.read_raw_edf(path, preload=False, verbose="ERROR")
-            elif fmt == "bdf":
-                raw = mne.io.read_raw_bdf(path, preload=False, verbose="ERROR")
-            elif fmt == "brainvision":
-                raw = mne.io.read_raw_brainvision(path, preload=False, verbose="ERROR")
-            else:
-                raw = mne.io.read_raw_fif(path, preload=False, verbose="ERROR")
+            raw = mne.io.read_raw(path, preload=False, verbose="ERROR")
     except RecordingError:
         raise
     except Exception as err:  # noqa: BLE001 - MNE raises many types for malformed files
@@ -165,7 +199,25 @@ def open_recording(path: str | Path, *, limits: LimitsConfig | None = None) -> S
                           file_types=list(types), sfreq=sfreq, n_samples=n_samples,
                           deadline=None if budget is None else started + budget,
                           time_budget_s=budget)
+    if mixed_rates:
+        rec.warnings.append(f"channels recorded at another rate than the file's {sfreq:g} Hz, "
+                            f"upsampled by MNE's reader: {', '.join(mixed_rates[:8])}"
+                            + (f" (+{len(mixed_rates) - 8} more)" if len(mixed_rates) > 8
+                               else ""))
     return rec
+
+
+def format_extension(path: str | Path) -> str | None:
+    """The extension of ``path`` that names its format in :data:`FORMATS`, or ``None``.
+
+    The longest match wins, so ``x.fif.gz`` is ``".fif.gz"`` and ``x.EEG`` is ``".eeg"``.
+    """
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    for first in range(len(suffixes)):
+        ext = "".join(suffixes[first:])
+        if ext in FORMATS:
+            return ext
+    return None
 
 
 def header_claim_problem(sfreq: float, n_samples: int, limits: LimitsConfig) -> str | None:
@@ -197,10 +249,14 @@ def header_claim_problem(sfreq: float, n_samples: int, limits: LimitsConfig) -> 
     return None
 
 
-def _check_edf_header(path: Path, limits: LimitsConfig) -> None:
-    """Sanity checks MNE does not make: version field, header length, data size, and the
-    sampling rate and duration the header claims (from the record duration and the samples
-    per record), all before MNE reads anything."""
+def _check_edf_header(path: Path, limits: LimitsConfig) -> list[str]:
+    """Sanity checks MNE does not make: version field, discontinuity, header length, data
+    size, and the sampling rate and duration the header claims (from the record duration and
+    the samples per record), all before MNE reads anything.
+
+    Returns the labels of the signals with fewer samples per record than the most (MNE's
+    reader upsamples them to the file's highest rate).
+    """
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(256)
@@ -209,6 +265,10 @@ def _check_edf_header(path: Path, limits: LimitsConfig) -> None:
     version = head[:8]
     if version not in (b"0       ", b"\xffBIOSEMI"):
         raise RecordingError(path, f"wrong header: version field {version!r} is not EDF/BDF")
+    if head[192:197] in (b"EDF+D", b"BDF+D"):
+        # MNE's reader places the records end to end, so each gap would vanish
+        raise RecordingError(path, f"{head[192:197].decode()} (discontinuous) file: gaps would "
+                                   "be concatenated; export it as EDF+C or split it")
     try:
         header_bytes = int(head[184:192].decode("ascii").strip())
         n_records = int(head[236:244].decode("ascii").strip())
@@ -251,6 +311,8 @@ def _check_edf_header(path: Path, limits: LimitsConfig) -> None:
             have = (size - header_bytes) // record_bytes
             raise RecordingError(path, f"truncated file: header says {n_records} records, "
                                        f"file holds {have} ({size} of {expected} bytes)")
+    return [lab for n, lab in zip(samples, labels)
+            if lab != "EDF Annotations" and n != max(signal_samples)]
 
 
 def _labels(path: Path, n_signals: int) -> list[str]:
