@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sozstore.etl.config import ChannelConfig, PatternTimeout, SitePattern
 
@@ -63,6 +63,14 @@ class ChannelKey:
     electrode: str | None
     contact: int | None
     type_hint: str | None
+    #: a bipolar pair's second contact (``LAH2`` of ``LAH1-LAH2``); electrode and contact
+    #: are then the first's. None for a single contact.
+    cathode: str | None = None
+
+    @property
+    def bipolar(self) -> bool:
+        """Whether the channel is a pair of contacts (anode minus cathode)."""
+        return self.cathode is not None
 
 
 def normalise_spelling(name: str, config: ChannelConfig | None = None) -> tuple[str, str | None]:
@@ -134,12 +142,34 @@ def split_contact(channel: str) -> tuple[str | None, int | None]:
     return match["stem"], int(match["num"])
 
 
+def split_bipolar(channel: str) -> tuple[str, str] | None:
+    """The two contacts of a bipolar pair's canonical name, or None.
+
+    Both sides must be a contact (a stem ending in a non-digit, then a number): ``LAH1-LAH2``
+    is ``("LAH1", "LAH2")``; ``LAF14-3`` (contact 3 of shaft LAF14, see
+    :func:`split_contact`) and MNE's duplicate names (``X-0``) are not pairs.
+
+    Examples
+    --------
+    >>> split_bipolar("LAH1-LAH2")
+    ('LAH1', 'LAH2')
+    >>> split_bipolar("LAF14-3") is None
+    True
+    """
+    match = _BIPOLAR.match(channel)
+    if match is None:
+        return None
+    return match["a"], match["b"]
+
+
 def canonical_keys(names: Sequence[str], config: ChannelConfig | None = None) -> list[ChannelKey]:
     """Canonical keys of all channels of one recording.
 
     Upper-casing is skipped for this recording if it would merge two different contacts
     (RESPect names mixed-case stems such as ``sT1``, ``vT1``). Duplicate keys stay duplicates
-    here; the caller reports them.
+    here; the caller reports them. A name is a bipolar pair (``cathode`` set) when both of its
+    sides are contacts (:func:`split_bipolar`) and the cathode's shaft is one the recording
+    knows (the stem of some channel's first or only contact).
     """
     cfg = config or ChannelConfig()
     spelled = [normalise_spelling(n, cfg) for n in names]
@@ -156,13 +186,51 @@ def canonical_keys(names: Sequence[str], config: ChannelConfig | None = None) ->
         electrode, contact = split_contact(channel)
         keys.append(ChannelKey(raw=raw, channel=channel, electrode=electrode, contact=contact,
                                type_hint=hint))
-    return keys
+    shafts = {k.electrode for k in keys if k.electrode is not None}
+    out = []
+    for key in keys:
+        pair = split_bipolar(key.channel)
+        if pair is not None and split_contact(pair[1])[0] in shafts:
+            key = replace(key, cathode=pair[1])
+        out.append(key)
+    return out
+
+
+@dataclass(frozen=True)
+class TypeDecision:
+    """The type of one channel and where it came from."""
+
+    #: the channel's type
+    type: str
+    #: what decided it: ``rule:types`` or ``rule:type_patterns[i]`` (the site's rules),
+    #: ``tsv``, ``prefix`` (a typed prefix, ``ECG ECG1``), ``name`` (the built-in name
+    #: rules), ``file`` (the reader's type) or ``default`` (the site's default type)
+    source: str
+    #: the type channels.tsv or the file stated, when the tsv or file states one
+    stated: str | None = None
+    #: the rule that decided, for a ``rule:`` or ``name`` source (``DC\\d -> misc``)
+    rule: str | None = None
+
+    @property
+    def overrides(self) -> bool:
+        """Whether a rule (the site's or a name rule) replaced a type the tsv or file
+        stated."""
+        return (self.rule is not None and self.stated is not None
+                and self.stated != self.type)
 
 
 def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] | None = None,
                 file_types: Sequence[str | None] | None = None,
                 config: ChannelConfig | None = None) -> list[str]:
-    """Channel types of one recording.
+    """Channel types of one recording (the types of :func:`decide_types`)."""
+    return [d.type for d in decide_types(keys, tsv_types=tsv_types, file_types=file_types,
+                                         config=config)]
+
+
+def decide_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] | None = None,
+                 file_types: Sequence[str | None] | None = None,
+                 config: ChannelConfig | None = None) -> list[TypeDecision]:
+    """Channel types of one recording, each with where it came from.
 
     Order of trust, first decisive source wins:
 
@@ -176,6 +244,10 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
     5. the type in channels.tsv (SEEG, ECOG, EEG, MISC: an ``EKG1`` typed MISC is ECG by
        step 4) or from the reader (FIF knows);
     6. the site's default type.
+
+    A decision by steps 1, 2 or 4 that differs from the type channels.tsv (any type it
+    names) or the file (SEEG or ECoG; MNE types every EDF channel EEG, which states
+    nothing) stated is an override (:attr:`TypeDecision.overrides`), which the ETL reports.
     """
     cfg = config or ChannelConfig()
     n = len(keys)
@@ -190,18 +262,55 @@ def infer_types(keys: Sequence[ChannelKey], *, tsv_types: Sequence[str | None] |
     out = []
     for key, tsv_type, file_type in zip(keys, tsv, filed):
         tsv_norm = _TSV_TYPES.get((tsv_type or "").strip().upper())
-        out.append(
-            cfg.types.get(key.raw) or cfg.types.get(key.channel)
-            or _site_pattern_type(site_patterns, key.channel)
-            or (tsv_norm if tsv_norm and tsv_norm not in _NEURAL + ("misc",) else None)
-            or (key.type_hint if key.type_hint and key.type_hint not in _NEURAL else None)
-            or _type_from_name(key, contacts_per_stem)
-            or (tsv_norm if tsv_norm else None)
-            or (key.type_hint if key.type_hint else None)
-            or (file_type if file_type in ("seeg", "ecog") else None)
-            or cfg.default_type
-        )
+        file_norm = file_type if file_type in ("seeg", "ecog") else None
+        stated = tsv_norm or file_norm
+        decision: TypeDecision | None = None
+        listed = next((name for name in (key.raw, key.channel) if cfg.types.get(name)), None)
+        if listed is not None:
+            decision = TypeDecision(cfg.types[listed], "rule:types", stated,
+                                    f"types[{listed!r}] -> {cfg.types[listed]}")
+        if decision is None:
+            hit = _site_pattern_hit(site_patterns, key.channel)
+            if hit is not None:
+                i, typ = hit
+                decision = TypeDecision(typ, f"rule:type_patterns[{i}]", stated,
+                                        f"type_patterns[{i}] '{cfg.type_patterns[i][0]}' -> "
+                                        f"{typ}")
+        if decision is None and tsv_norm and tsv_norm not in _NEURAL + ("misc",):
+            decision = TypeDecision(tsv_norm, "tsv", stated)
+        if decision is None and key.type_hint and key.type_hint not in _NEURAL:
+            decision = TypeDecision(key.type_hint, "prefix", stated)
+        if decision is None:
+            named = _name_rule(key, contacts_per_stem)
+            if named is not None:
+                decision = TypeDecision(named[0], "name", stated, named[1])
+        if decision is None and tsv_norm:
+            decision = TypeDecision(tsv_norm, "tsv", stated)
+        if decision is None and key.type_hint:
+            decision = TypeDecision(key.type_hint, "prefix", stated)
+        if decision is None and file_norm:
+            decision = TypeDecision(file_norm, "file", stated)
+        if decision is None:
+            decision = TypeDecision(cfg.default_type, "default", stated)
+        out.append(decision)
     return out
+
+
+def type_override_counts(decisions: Iterable[TypeDecision]) -> dict[str, Counter[str]]:
+    """How many channels each rule moved off a stated type, per stated type.
+
+    Returns
+    -------
+    dict of str to Counter
+        Rule label -> {stated type: channels} for the decisions that override
+        (:attr:`TypeDecision.overrides`), rules in first-seen order.
+    """
+    counts: dict[str, Counter[str]] = {}
+    for decision in decisions:
+        if decision.overrides:
+            assert decision.rule is not None and decision.stated is not None
+            counts.setdefault(decision.rule, Counter())[decision.stated] += 1
+    return counts
 
 
 class TypePatternTimeoutError(ValueError):
@@ -209,13 +318,14 @@ class TypePatternTimeoutError(ValueError):
     the pattern's place in the config, the pattern and the name."""
 
 
-def _site_pattern_type(patterns: Sequence[tuple[SitePattern, str]], channel: str
-                       ) -> str | None:
-    """The type of the first site pattern that matches ``channel``."""
+def _site_pattern_hit(patterns: Sequence[tuple[SitePattern, str]], channel: str
+                      ) -> tuple[int, str] | None:
+    """The place in the config and the type of the first site pattern that matches
+    ``channel``."""
     for i, (pattern, typ) in enumerate(patterns):
         try:
             if pattern.search(channel) is not None:
-                return typ
+                return i, typ
         except PatternTimeout as err:
             raise TypePatternTimeoutError(
                 f"site rule channels.type_patterns[{i}] hangs: {err}; rewrite it without "
@@ -291,10 +401,12 @@ def tsv_disagreement(file_names: Sequence[str], tsv_names: Sequence[str]) -> str
             f"{len(file_names)} channels; {'; '.join(detail)})")
 
 
-def _type_from_name(key: ChannelKey, contacts_per_stem: dict[str, set[int]]) -> str | None:
+def _name_rule(key: ChannelKey, contacts_per_stem: dict[str, set[int]]
+               ) -> tuple[str, str] | None:
+    """The type the built-in name rules give ``key`` and the rule's label, or None."""
     for pattern, typ in _NAME_TYPES:
         if pattern.search(key.channel):
-            return typ
+            return typ, f"name '{pattern.pattern}' -> {typ}"
     upper = key.channel.upper()
     if upper in SCALP_NAMES:
         stem = (key.electrode or "").upper()
@@ -304,7 +416,7 @@ def _type_from_name(key: ChannelKey, contacts_per_stem: dict[str, set[int]]) -> 
         # A depth shaft has many contacts; two stray inputs (NK "POL T1", "POL T2") do not
         # make T7 a shaft.
         if not stem or len(numbers - scalp_numbers) < 3:
-            return "eeg"
+            return "eeg", "name 10-20 scalp position -> eeg"
     return None
 
 

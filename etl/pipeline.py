@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,11 @@ from sozstore.etl.channels import (
     TypePatternTimeoutError,
     canonical_keys,
     canonical_name,
-    infer_types,
+    decide_types,
     mne_unique_names,
     split_contact,
     tsv_disagreement,
+    type_override_counts,
 )
 from sozstore.etl.config import SiteConfig
 from sozstore.etl.discover import RecordingSpec, discover
@@ -313,8 +314,9 @@ def _dedupe(keys: list[ChannelKey]) -> tuple[list[ChannelKey], list[int], list[s
     for i, base in base_of.items():
         channel = canonical_name(base)
         electrode, contact = split_contact(channel)
-        fixed[i] = ChannelKey(raw=keys[i].raw, channel=channel, electrode=electrode,
-                              contact=contact, type_hint=keys[i].type_hint)
+        # "X-0" is a copy of X, never a bipolar pair
+        fixed[i] = replace(keys[i], channel=channel, electrode=electrode, contact=contact,
+                           cathode=None)
     seen: dict[str, int] = {}
     dupes: list[int] = []
     counts: dict[str, int] = {}
@@ -326,8 +328,7 @@ def _dedupe(keys: list[ChannelKey]) -> tuple[list[ChannelKey], list[int], list[s
             dupes.append(i)
             n = seen.get(k.channel, 0)
             seen[k.channel] = n + 1
-            k = ChannelKey(raw=k.raw, channel=f"{k.channel}~{n}", electrode=k.electrode,
-                           contact=k.contact, type_hint=k.type_hint)
+            k = replace(k, channel=f"{k.channel}~{n}")
         out.append(k)
     messages = []
     if dupes:
@@ -374,6 +375,8 @@ class _SourceChannels:
     duplicates: list[int]
     channels_rows: list[dict[str, str | None]] | None
     events_rows: list[dict[str, str | None]] | None
+    #: where each type came from (:attr:`~sozstore.etl.channels.TypeDecision.source`)
+    type_sources: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -427,14 +430,20 @@ def _read_channels(spec: RecordingSpec, rec: SourceRecording, config: SiteConfig
     tsv_by_raw = dict(zip(mne_unique_names([r.get("name") or "" for r in channels_rows or []]),
                           channels_rows or []))
     tsv_types = [(tsv_by_raw.get(n) or {}).get("type") for n in rec.names]
-    types = infer_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
-                        config=config.channels)
+    decisions = decide_types(keys, tsv_types=tsv_types, file_types=rec.file_types,
+                             config=config.channels)
+    types = [d.type for d in decisions]
+    # a rule that replaces the type the file or tsv stated says so, once per rule (issue 12)
+    for rule, stated in type_override_counts(decisions).items():
+        was = ", ".join(f"{n} {t}" for t, n in sorted(stated.items()))
+        messages.append(f"type rule {rule} overrode the stated type of "
+                        f"{sum(stated.values())} channels (stated: {was})")
     # Shaft and contact index describe intracranial contacts only (C3 is a scalp
     # position, EKG1 a lead).
-    keys = [k if t in ("seeg", "ecog") else ChannelKey(k.raw, k.channel, None, None,
-                                                         k.type_hint)
+    keys = [k if t in ("seeg", "ecog") else replace(k, electrode=None, contact=None)
             for k, t in zip(keys, types)]
-    return _SourceChannels(keys, types, dupes, channels_rows, events_rows)
+    return _SourceChannels(keys, types, dupes, channels_rows, events_rows,
+                           [d.source for d in decisions])
 
 
 def _label_channels(spec: RecordingSpec, source: _SourceChannels, config: SiteConfig,
@@ -568,7 +577,8 @@ def _flag_from_moments(labels: RecordingLabels, keys: list[ChannelKey],
 def _write_catalog(store: Store, spec: RecordingSpec, rec: SourceRecording,
                    keys: list[ChannelKey], types: list[str], labels: RecordingLabels,
                    events: list[ClassifiedEvent], signal: _StoredSignal, config: SiteConfig,
-                   fingerprint: str, warnings: list[str]) -> None:
+                   fingerprint: str, warnings: list[str],
+                   type_sources: list[str] | None = None) -> None:
     """Write step, catalog: the channels and events fragments, then the recordings row.
 
     The ``recordings`` row goes last: it is the commit marker :func:`is_up_to_date` reads.
@@ -582,7 +592,8 @@ def _write_catalog(store: Store, spec: RecordingSpec, rec: SourceRecording,
             "electrode": k.electrode, "contact": k.contact, "bad": labels.bad[i],
             "bad_reason": labels.bad_reason[i], "soz": labels.soz[i],
             "resected": labels.resected[i], "label_source": labels.source[i],
-            "x": x, "y": y, "z": z,
+            "x": x, "y": y, "z": z, "bipolar": k.bipolar, "cathode": k.cathode,
+            "type_source": type_sources[i] if type_sources else None,
         })
     write_fragment(store, "channels", to_table("channels", channel_rows), site=spec.site,
                    subject=spec.subject, part=spec.recording_id)
@@ -659,7 +670,7 @@ def ingest_recording(spec: RecordingSpec, config: SiteConfig, store: StoreLike, 
         _flag_from_moments(labels, source.keys, signal.moments, config.flat_threshold_uv,
                            messages)
         _write_catalog(store, spec, rec, source.keys, source.types, labels, events, signal,
-                       config, fingerprint, messages)
+                       config, fingerprint, messages, source.type_sources)
         result.n_channels = len(source.keys)
         result.duration_s = signal.n_samples / signal.sfreq
     except RecordingError as err:

@@ -57,6 +57,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("raw_name", _str), ("index", _i64), ("type", _str), ("electrode", _str),
         ("contact", _i64), ("bad", _bool), ("bad_reason", _str), ("soz", _bool),
         ("resected", _bool), ("label_source", _str), ("x", _f64), ("y", _f64), ("z", _f64),
+        # added with issue 12; fragments written before read them as null (Store.scan and
+        # the views fill them). bipolar: a pair of contacts (LAH1-LAH2), electrode/contact
+        # the anode's, cathode the second contact's canonical name. type_source: where the
+        # type came from (file, tsv, prefix, name, default, or rule:<site rule>)
+        ("bipolar", _bool), ("cathode", _str), ("type_source", _str),
     ]),
     "events": pa.schema([
         ("recording_id", _str), ("site", _str), ("subject", _str), ("onset_s", _f64),

@@ -249,6 +249,10 @@ def _create_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
                 # a recording's rows show once its `recordings` row exists (the ETL writes
                 # it last: docs/commit-protocol.md); `recordings` is created before these
                 sql += " WHERE recording_id IN (SELECT recording_id FROM recordings)"
+            # fragments written before a column joined the schema (channels.bipolar,
+            # issue 12) read it as NULL, even when no fragment has it yet
+            empty = _empty_view_sql(name, SCHEMAS[name]).split(" AS ", 1)[1]
+            sql = f"{sql} UNION ALL BY NAME ({empty})"
             if _create_view(con, store, name, sql, files, SCHEMAS[name]):
                 folders.append(_glob_folder(glob))
         else:

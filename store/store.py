@@ -479,7 +479,7 @@ class Store:
             files = self.committed_files(table, sorted(folder.glob("**/*.parquet")))
             if not files:
                 return _empty(SCHEMAS[table])
-            return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+            return _scan_catalog(files, SCHEMAS[table])
         if kind == "feature":
             if run_id is not None:
                 raise ValueError(f"feature table {table!r} has no runs")
@@ -549,3 +549,16 @@ def _empty(schema: pa.Schema) -> pl.LazyFrame:
     frame = pl.from_arrow(schema.empty_table())
     assert isinstance(frame, pl.DataFrame)
     return frame.lazy()
+
+
+def _scan_catalog(files: list[Path], schema: pa.Schema) -> pl.LazyFrame:
+    """Scan catalog fragments as ``schema``, whatever columns each file has.
+
+    Fragments written before a column joined the schema (``channels.bipolar``, issue 12)
+    lack it and read it as null, as the DuckDB views do; one scan keeps the reader as fast
+    as before the schema grew.
+    """
+    empty = pl.from_arrow(schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
+                           schema=empty.schema, missing_columns="insert")

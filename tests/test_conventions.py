@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sozstore.etl.channels import canonical_keys, infer_types
+from sozstore.etl.channels import (
+    canonical_keys,
+    decide_types,
+    infer_types,
+    split_bipolar,
+    split_contact,
+    type_override_counts,
+)
 from sozstore.etl.config import (
     LAYOUT_KEYS,
     LayoutConfig,
@@ -172,3 +179,89 @@ def test_a_site_rule_overrides_the_scalp_default() -> None:
     cfg = SiteConfig.model_validate({"name": "demo", "layout": {"kind": "bids", "root": "r"},
                                      "channels": {"types": {"F3": "seeg"}}}).channels
     assert infer_types(keys, config=cfg) == ["seeg", "seeg"]
+
+
+# ------------------------------------------------------------------- bipolar pairs
+def test_bipolar_pairs_keep_both_contacts() -> None:
+    keys = canonical_keys(["LAH1-LAH2", "LAH 02-LAH 03", "L’1-L’2", "LAF14-3", "LA1"])
+    assert [(k.electrode, k.contact, k.cathode, k.bipolar) for k in keys] == [
+        ("LAH", 1, "LAH2", True), ("LAH", 2, "LAH3", True), ("L'", 1, "L'2", True),
+        # electrode-contact style: contact 3 of shaft LAF14, not a pair
+        ("LAF14", 3, None, False), ("LA", 1, None, False)]
+
+
+def test_bipolar_needs_a_contact_on_both_sides() -> None:
+    assert split_bipolar("LAH1-LAH2") == ("LAH1", "LAH2")
+    assert split_bipolar("LAF14-3") is None
+    assert split_bipolar("X-0") is None
+    assert split_contact("LAF14-3") == ("LAF14", 3)
+
+
+def test_bipolar_cathode_must_be_a_known_shaft() -> None:
+    # RB is no shaft of this recording (no RB channel, no pair starting on RB)
+    keys = canonical_keys(["LAH1-RB2", "LAH2"])
+    assert keys[0].cathode is None and not keys[0].bipolar
+    assert (keys[0].electrode, keys[0].contact) == ("LAH", 1)
+
+
+# ------------------------------------------------------------------- type overrides
+def test_name_rule_overriding_the_file_type_is_counted() -> None:
+    names = [f"DC{i}" for i in range(1, 21)] + ["LAH1", "LAH2"]
+    decisions = decide_types(canonical_keys(names), file_types=["seeg"] * 22)
+    assert [d.type for d in decisions] == ["misc"] * 20 + ["seeg"] * 2
+    assert [d.source for d in decisions] == ["name"] * 20 + ["file"] * 2
+    counts = type_override_counts(decisions)
+    assert list(counts) == [r"name '^(EVENT|DC\d|\$|REF\d*$|E$|PHOTIC|PULSE|SPO2|SAO2|OSAT|"
+                            r"RESP|PR$|X\d+$|PATIENT)' -> misc"]
+    assert dict(next(iter(counts.values()))) == {"seeg": 20}
+
+
+def test_site_rules_are_named_and_agreeing_rules_are_no_override() -> None:
+    cfg = SiteConfig.model_validate({
+        "name": "demo", "layout": {"kind": "bids", "root": "r"},
+        "channels": {"types": {"F3": "seeg"}, "type_patterns": [["^REF", "misc"]]}}).channels
+    keys = canonical_keys(["F3", "REFA", "LAH1", "EKG1"])
+    decisions = decide_types(keys, tsv_types=["EEG", "SEEG", "SEEG", "ECG"], config=cfg)
+    assert [(d.type, d.source) for d in decisions] == [
+        ("seeg", "rule:types"), ("misc", "rule:type_patterns[0]"), ("seeg", "tsv"),
+        ("ecg", "tsv")]
+    assert {rule: dict(c) for rule, c in type_override_counts(decisions).items()} == {
+        "types['F3'] -> seeg": {"eeg": 1}, "type_patterns[0] '^REF' -> misc": {"seeg": 1}}
+    # same types as infer_types, which the rest of the ETL calls
+    assert [d.type for d in decisions] == infer_types(
+        keys, tsv_types=["EEG", "SEEG", "SEEG", "ECG"], config=cfg)
+    # nothing stated, nothing overridden
+    assert type_override_counts(decide_types(keys, config=cfg)) == {}
+
+
+def test_etl_reports_type_overrides_and_writes_the_new_columns(tmp_path: Path) -> None:
+    import mne
+    import numpy as np
+    import polars as pl
+    from synth import manifest_site
+
+    from sozstore.etl.config import load_site_config
+    from sozstore.etl.pipeline import run_site
+    from sozstore.store.catalog import read_table
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    names = [f"DC{i}" for i in range(1, 21)] + ["LAH1-LAH2", "LAH2-LAH3", "LAF14-3"]
+    data = np.random.default_rng(0).standard_normal((len(names), 2000)) * 1e-5
+    info = mne.create_info(names, 500.0, "seeg")
+    mne.io.RawArray(data, info, verbose=False).save(root / "dc_raw.fif", verbose=False)
+    toml = manifest_site(root, [{"file": "dc_raw.fif", "patient": "P0", "recording": "dc",
+                                 "soz": "", "bad": "", "patient_name": "x"}])
+    report = run_site(load_site_config(toml), tmp_path / "store", progress=False)
+    assert report.exit_code == 0
+    overrides = [line for line in report.lines() if "overrode" in line]
+    assert len(overrides) == 1
+    assert r"DC\d|" in overrides[0] and "20 channels (stated: 20 seeg)" in overrides[0]
+    channels = read_table(tmp_path / "store", "channels").sort("index")
+    assert channels["type_source"].to_list() == ["name"] * 20 + ["file"] * 3
+    assert channels["bipolar"].to_list() == [False] * 20 + [True, True, False]
+    assert channels["cathode"].to_list() == [None] * 20 + ["LAH2", "LAH3", None]
+    assert channels.filter(pl.col("bipolar"))["electrode"].to_list() == ["LAH", "LAH"]
+    assert channels.filter(pl.col("bipolar"))["contact"].to_list() == [1, 2]
+    warnings = read_table(tmp_path / "store", "recordings")["warnings"].to_list()[0]
+    assert any("overrode" in w for w in warnings)
