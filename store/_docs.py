@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 _Documented = TypeVar("_Documented", bound=Callable[..., object])
@@ -56,27 +56,53 @@ DOCDICT: dict[str, str] = {
 _ENTRY = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)
 
 
-def _indented(match: re.Match[str]) -> str:
-    name = match["name"]
-    if name not in DOCDICT:
-        raise KeyError(f"no shared documentation for %({name})s; known: {sorted(DOCDICT)}")
-    indent = match["indent"]
-    return "\n".join(indent + line if line else line for line in DOCDICT[name].splitlines())
-
-
-def fill_doc(obj: _Documented) -> _Documented:
-    """Replace ``%(name)s`` lines of ``obj``'s docstring by the :data:`DOCDICT` entries.
+def make_fill_doc(extra: Mapping[str, str] | None = None
+                  ) -> Callable[[_Documented], _Documented]:
+    """A ``fill_doc`` over :data:`DOCDICT` and the entries of ``extra`` (another package's own,
+    e.g. the ETL's ``config``); a name defined in both tables is an error.
 
     Parameters
     ----------
-    obj : callable
-        A function or class whose docstring names shared entries.
+    extra : mapping of str to str, optional
+        More entries, numpydoc formatted like :data:`DOCDICT`'s.
 
     Returns
     -------
     callable
-        ``obj`` itself, its docstring filled.
+        The decorator.
     """
-    if obj.__doc__:
-        obj.__doc__ = _ENTRY.sub(_indented, obj.__doc__)
-    return obj
+    extra = dict(extra or {})
+    both = set(extra) & set(DOCDICT)
+    if both:
+        raise ValueError(f"shared documentation defined twice: {sorted(both)}")
+    entries = {**DOCDICT, **extra}
+
+    def indented(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in entries:
+            raise KeyError(f"no shared documentation for %({name})s; known: {sorted(entries)}")
+        indent = match["indent"]
+        return "\n".join(indent + line if line else line for line in entries[name].splitlines())
+
+    def fill(obj: _Documented) -> _Documented:
+        """Replace ``%(name)s`` lines of ``obj``'s docstring by the shared entries.
+
+        Parameters
+        ----------
+        obj : callable
+            A function or class whose docstring names shared entries.
+
+        Returns
+        -------
+        callable
+            ``obj`` itself, its docstring filled.
+        """
+        if obj.__doc__:
+            obj.__doc__ = _ENTRY.sub(indented, obj.__doc__)
+        return obj
+
+    return fill
+
+
+#: Fills :data:`DOCDICT`'s entries (a docstring names one as ``%(store)s`` on its own line).
+fill_doc = make_fill_doc()
